@@ -1,0 +1,1 @@
+"""One module per `salmonn-o1` subcommand (see `salmonn_o1.cli`)."""

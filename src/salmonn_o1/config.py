@@ -1,0 +1,237 @@
+"""Configuration of the audio-visual model: data, with presets as named constructors.
+
+Defaults equal the released video-SALMONN-o1 (DESIGN.md section 1) except
+`interleave_mode`, which defaults to true time alignment for new models; the
+`video-salmonn-o1-7b` preset sets the released ("release") interleaving.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from transformers import Blip2QFormerConfig, Qwen2Config, SiglipVisionConfig, WhisperConfig
+from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
+
+InterleaveMode = Literal["aligned", "release"]
+
+
+class SalmonnO1Config(PreTrainedConfig):
+    """video-SALMONN-o1: SigLIP frames + Whisper/window-Q-Former audio, interleaved into Qwen2.
+
+    Sub-configs: `vision_config` (SigLIP vision tower, full depth as published),
+    `audio_config` (Whisper; only the encoder is built), `qformer_config`
+    (BLIP-2 Q-Former; `encoder_hidden_size` = Whisper `d_model`), `text_config` (Qwen2).
+    """
+
+    model_type = "salmonn_o1"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(config_class=SiglipVisionConfig),
+        "audio_config": SubConfigSpec(config_class=WhisperConfig),
+        "qformer_config": SubConfigSpec(config_class=Blip2QFormerConfig),
+        "text_config": SubConfigSpec(config_class=Qwen2Config),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    audio_config: dict | PreTrainedConfig | None = None
+    qformer_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+
+    # Visual branch. hidden_states index of the tower: -2 = penultimate layer, before post-layernorm.
+    vision_feature_layer: int = -2
+    spatial_pool_stride: int = 2
+    spatial_pool_mode: str = "max"  # "max" (released) or "average"
+    projector_hidden_act: str = "gelu"
+
+    # Sampling of the media.
+    frames_per_second: float = 2.0
+    max_frames: int = 60
+    sampling_rate: int = 16_000
+    audio_chunk_seconds: float = 30.0
+    audio_min_seconds: float = 1.0
+
+    # Window-level Q-Former: one window of `audio_window_seconds`, `audio_queries_per_window` queries each.
+    audio_window_seconds: float = 0.2
+    audio_queries_per_window: int = 1
+    audio_final_mlp: bool = True
+    max_audio_chunks: int = 200
+
+    # How audio and visual tokens are laid out (see salmonn_o1.model.interleave).
+    interleave_mode: str = "aligned"
+    time_tokens: bool = False
+
+    # Token ids of the chat format.
+    media_token_id: int = 151646
+    initializer_range: float = 0.02
+
+    # What is trained by default; each part can be frozen independently at run time too.
+    freeze_vision_tower: bool = True
+    freeze_audio_encoder: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.interleave_mode not in ("aligned", "release"):
+            raise ValueError(f"interleave_mode must be 'aligned' or 'release', got {self.interleave_mode!r}")
+        if self.spatial_pool_mode not in ("max", "average"):
+            raise ValueError(f"spatial_pool_mode must be 'max' or 'average', got {self.spatial_pool_mode!r}")
+        if self.qformer_config.encoder_hidden_size != self.audio_config.d_model:
+            raise ValueError(
+                f"qformer_config.encoder_hidden_size ({self.qformer_config.encoder_hidden_size}) must equal "
+                f"audio_config.d_model ({self.audio_config.d_model})"
+            )
+        if self.audio_encoder_frames_per_chunk % self.audio_tokens_per_chunk_per_query:
+            raise ValueError("audio_window_seconds must divide the Whisper frames of one chunk evenly")
+
+    # ---- derived numbers (one place for the token arithmetic) ----
+    @property
+    def hidden_size(self) -> int:
+        return self.text_config.hidden_size
+
+    @property
+    def image_size(self) -> int:
+        return self.vision_config.image_size
+
+    @property
+    def num_mel_bins(self) -> int:
+        return self.audio_config.num_mel_bins
+
+    @property
+    def patch_grid(self) -> int:
+        """Patches per side of one frame (27 for SigLIP so400m-patch14-384)."""
+        return self.vision_config.image_size // self.vision_config.patch_size
+
+    @property
+    def pooled_grid(self) -> int:
+        """Patches per side after the 2x2 pooling (floor mode: 27 -> 13)."""
+        return self.patch_grid // self.spatial_pool_stride
+
+    @property
+    def video_tokens_per_frame(self) -> int:
+        """Pooled grid plus one newline per row: 13 x 14 = 182."""
+        return self.pooled_grid * (self.pooled_grid + 1)
+
+    @property
+    def image_tokens(self) -> int:
+        """An image is one unpooled frame with a newline per row: 27 x 28 = 756."""
+        return self.patch_grid * (self.patch_grid + 1)
+
+    @property
+    def vision_layers_used(self) -> int:
+        """Encoder layers that must be built: features come from `vision_feature_layer`."""
+        n = self.vision_config.num_hidden_layers
+        layer = self.vision_feature_layer
+        return layer if layer >= 0 else n + 1 + layer
+
+    @property
+    def audio_encoder_frames_per_chunk(self) -> int:
+        """Whisper encoder output frames of one 30 s chunk (1500)."""
+        return self.audio_config.max_source_positions
+
+    @property
+    def audio_tokens_per_chunk_per_query(self) -> int:
+        """Windows in one chunk: 30 s / 0.2 s = 150."""
+        return round(self.audio_chunk_seconds / self.audio_window_seconds)
+
+    @property
+    def audio_window_frames(self) -> int:
+        """Whisper frames per window: 1500 / 150 = 10."""
+        return self.audio_encoder_frames_per_chunk // self.audio_tokens_per_chunk_per_query
+
+    @property
+    def audio_tokens_per_chunk(self) -> int:
+        return self.audio_tokens_per_chunk_per_query * self.audio_queries_per_window
+
+    @property
+    def audio_tokens_per_second(self) -> float:
+        return self.audio_queries_per_window / self.audio_window_seconds
+
+    @property
+    def mel_frames_per_chunk(self) -> int:
+        """Log-mel frames Whisper expects per chunk: exactly twice its positions (3000)."""
+        return 2 * self.audio_config.max_source_positions
+
+    def num_audio_chunks(self, seconds: float) -> int:
+        seconds = max(seconds, self.audio_min_seconds)
+        return max(1, math.ceil(seconds / self.audio_chunk_seconds - 1e-9))
+
+
+def _whisper_encoder_config(**kwargs) -> WhisperConfig:
+    # Token ids must lie inside the (unused) decoder vocabulary or WhisperModel refuses to build.
+    vocab = kwargs.pop("vocab_size", 51866)
+    ids = {k: min(v, vocab - 1) for k, v in
+           {"pad_token_id": 50256, "bos_token_id": 50257, "eos_token_id": 50257,
+            "decoder_start_token_id": 50258}.items()}
+    return WhisperConfig(vocab_size=vocab, **ids, **kwargs)
+
+
+def tiny_config(vocab_size: int = 576, media_token_id: int = 3, **overrides) -> SalmonnO1Config:
+    """A few-million-parameter model for tests and CPU experiments.
+
+    The token arithmetic is the released model's (30 s chunks of 1500 Whisper
+    frames, 0.2 s windows, 2x2 pooling); only widths, depths and the frame
+    size (32 px, 8 px patches -> 4x4 grid -> 2x2 pooled) shrink.
+    """
+    config = dict(
+        vision_config=SiglipVisionConfig(
+            image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
+            num_hidden_layers=3, num_attention_heads=2, vision_use_head=False,
+        ),
+        audio_config=_whisper_encoder_config(
+            vocab_size=64, num_mel_bins=16, d_model=32, encoder_layers=2, encoder_attention_heads=2,
+            encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64,
+            max_source_positions=1500, max_target_positions=32,
+        ),
+        qformer_config=Blip2QFormerConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            encoder_hidden_size=32, cross_attention_frequency=1,
+        ),
+        text_config=Qwen2Config(
+            vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+            tie_word_embeddings=False,
+        ),
+        media_token_id=media_token_id,
+    )
+    config.update(overrides)
+    return SalmonnO1Config(**config)
+
+
+def video_salmonn_o1_7b_config(**overrides) -> SalmonnO1Config:
+    """The released model's dimensions (never instantiated in tests)."""
+    config = dict(
+        vision_config=SiglipVisionConfig(
+            image_size=384, patch_size=14, hidden_size=1152, intermediate_size=4304,
+            num_hidden_layers=27, num_attention_heads=16, hidden_act="gelu_pytorch_tanh",
+            layer_norm_eps=1e-6, vision_use_head=False,
+        ),
+        audio_config=_whisper_encoder_config(
+            vocab_size=51866, num_mel_bins=128, d_model=1280, encoder_layers=32,
+            encoder_attention_heads=20, encoder_ffn_dim=5120, decoder_layers=32,
+            decoder_attention_heads=20, decoder_ffn_dim=5120, max_source_positions=1500,
+        ),
+        qformer_config=Blip2QFormerConfig(
+            hidden_size=768, num_hidden_layers=2, num_attention_heads=12, intermediate_size=3072,
+            hidden_act="gelu", layer_norm_eps=1e-12, encoder_hidden_size=1280, cross_attention_frequency=1,
+        ),
+        text_config=Qwen2Config(
+            vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+            num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
+            rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
+        ),
+        interleave_mode="release",
+        media_token_id=151646,
+    )
+    config.update(overrides)
+    return SalmonnO1Config(**config)
+
+
+PRESETS = {
+    "tiny": tiny_config,
+    "video-salmonn-o1-7b": video_salmonn_o1_7b_config,
+}
+
+
+def preset_config(name: str, **overrides) -> SalmonnO1Config:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name](**overrides)

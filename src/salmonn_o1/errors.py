@@ -1,0 +1,17 @@
+"""The toolkit's error types: each names the input and what is wrong with it."""
+
+
+class SalmonnError(Exception):
+    """Base class: a problem with user input that deserves a one-line message."""
+
+
+class MediaError(SalmonnError):
+    """A video, audio or image file that cannot be used (missing, corrupt, empty...)."""
+
+
+class CheckpointError(SalmonnError):
+    """A checkpoint whose keys, shapes or config do not fit the model."""
+
+
+class DataError(SalmonnError):
+    """A data file (JSONL items, predictions, recipes) with a malformed entry."""

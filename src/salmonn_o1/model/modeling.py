@@ -1,0 +1,346 @@
+"""The whole model: encode media, interleave, splice at the placeholder, run Qwen2.
+
+Media kinds are passed as small integer tensors so a batch can mix video,
+video without audio (silence), audio only, images and text only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from safetensors import SafetensorError
+from torch import nn
+from transformers import PreTrainedModel, Qwen2ForCausalLM
+from transformers.activations import ACT2FN
+
+from salmonn_o1.config import SalmonnO1Config
+from salmonn_o1.errors import CheckpointError
+from salmonn_o1.model.audio import WindowQFormer, build_audio_encoder, chunk_position_table
+from salmonn_o1.model.interleave import interleave_plan, spec_for
+from salmonn_o1.model.vision import add_row_newlines, build_vision_tower, pool_grid, tower_features
+
+IGNORE_INDEX = -100
+MEDIA_KINDS = ("none", "video", "image", "audio")
+KIND_ID = {name: i for i, name in enumerate(MEDIA_KINDS)}
+
+# Parameter groups, by module-name prefix, for freezing and for optimiser groups.
+PARAMETER_GROUPS = {
+    "vision_tower": ("vision_tower.",),
+    "audio_encoder": ("audio_encoder.",),
+    "aligners": ("mm_projector.", "image_newline", "audio_qformer.", "audio_projector.", "audio_final_mlp.",
+                 "time_embedding."),
+    "llm": ("language_model.",),
+}
+
+
+def _sinusoid(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """(N,) seconds -> (N, dim) sinusoidal encoding, for optional time tokens."""
+    freqs = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    angles = values.float().unsqueeze(1) * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=1)[:, :dim]
+
+
+class SalmonnO1PreTrainedModel(PreTrainedModel):
+    config_class = SalmonnO1Config
+    base_model_prefix = "salmonn_o1"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["Qwen2DecoderLayer", "SiglipEncoderLayer", "WhisperEncoderLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, WindowQFormer):
+            nn.init.normal_(module.query_tokens, mean=0.0, std=std)
+        elif isinstance(module, SalmonnO1ForConditionalGeneration):
+            nn.init.normal_(module.image_newline, mean=0.0, std=1.0 / math.sqrt(module.image_newline.numel()))
+
+
+class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
+    """video-SALMONN-o1: frames + audio + text in, text out.
+
+    forward/generate take the processor's output: `input_ids` whose media
+    placeholder is already expanded to the media token count, plus
+    `pixel_values` (all frames of the batch, (sumF, 3, S, S)), `input_features`
+    (all audio chunks, (sumC, mel, 3000)), and per sample `media_kind`,
+    `frames_per_sample`, `chunks_per_sample`, `durations`; `frame_times` (sumF,).
+    """
+
+    def __init__(self, config: SalmonnO1Config):
+        super().__init__(config)
+        hidden = config.text_config.hidden_size
+        vision_width = config.vision_config.hidden_size
+        self.vision_tower = build_vision_tower(config)
+        self.mm_projector = nn.Sequential(
+            nn.Linear(vision_width, hidden), ACT2FN[config.projector_hidden_act], nn.Linear(hidden, hidden)
+        )
+        self.image_newline = nn.Parameter(torch.zeros(hidden))
+        self.audio_encoder = build_audio_encoder(config)
+        self.audio_qformer = WindowQFormer(config)
+        self.audio_projector = nn.Linear(config.qformer_config.hidden_size, hidden)
+        self.audio_final_mlp = (
+            nn.Sequential(nn.Linear(hidden, hidden), ACT2FN["gelu"], nn.Linear(hidden, hidden))
+            if config.audio_final_mlp
+            else None
+        )
+        self.time_embedding = nn.Linear(hidden, hidden) if config.time_tokens else None
+        self.language_model = Qwen2ForCausalLM(config.text_config)
+        self.post_init()
+        self.set_trainable(vision_tower=not config.freeze_vision_tower, audio_encoder=not config.freeze_audio_encoder)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, strict: bool = True, **kwargs):
+        """`PreTrainedModel.from_pretrained`, but a checkpoint that does not fit is an error, not a warning.
+
+        strict=True (default): any missing, unexpected or wrongly shaped tensor
+        raises `CheckpointError` listing the keys by name. strict=False loads
+        what fits and leaves the rest as initialised (reported in the log).
+        """
+        source = str(pretrained_model_name_or_path)
+        if (source.startswith((".", "/", "~")) or os.sep in source.strip("/").split("/", 1)[-1]) and not os.path.isdir(
+            os.path.expanduser(source)
+        ):
+            raise CheckpointError(f"{source}: no such checkpoint directory")
+        want_info = kwargs.pop("output_loading_info", False)
+        kwargs.setdefault("ignore_mismatched_sizes", True)
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
+        except (OSError, ValueError, SafetensorError) as error:
+            raise CheckpointError(f"{pretrained_model_name_or_path}: cannot load a checkpoint: {error}") from error
+        problems = describe_loading_problems(info)
+        if strict and problems:
+            raise CheckpointError(
+                f"{pretrained_model_name_or_path}: the checkpoint does not match the model config: "
+                + "; ".join(problems) + " (pass strict=False to load the matching tensors only)"
+            )
+        model.set_trainable(
+            vision_tower=not model.config.freeze_vision_tower, audio_encoder=not model.config.freeze_audio_encoder
+        )
+        return (model, info) if want_info else model
+
+    # ---- parameter groups ----
+    def set_trainable(self, **groups: bool) -> None:
+        """Freeze or unfreeze parameter groups: vision_tower, audio_encoder, aligners, llm."""
+        for group, trainable in groups.items():
+            if group not in PARAMETER_GROUPS:
+                raise KeyError(f"unknown parameter group {group!r}; choose from {sorted(PARAMETER_GROUPS)}")
+            for name, param in self.named_parameters():
+                if name.startswith(PARAMETER_GROUPS[group]):
+                    param.requires_grad_(trainable)
+        # Whisper's sinusoidal position table is never trained.
+        self.audio_encoder.embed_positions.weight.requires_grad_(False)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    # ---- encoders ----
+    def encode_frames(self, pixel_values: torch.Tensor, pooled: bool) -> torch.Tensor:
+        """(F, 3, S, S) -> (F, tokens_per_frame, H): video frames pooled, an image not."""
+        config = self.config
+        features = tower_features(self.vision_tower, pixel_values.to(self.dtype))  # (F, g*g, C)
+        grid = config.patch_grid
+        tokens = (
+            pool_grid(features, grid, config.spatial_pool_stride, config.spatial_pool_mode)
+            if pooled
+            else features.view(features.shape[0], grid, grid, -1)
+        )
+        return add_row_newlines(self.mm_projector(tokens), self.image_newline)
+
+    def encode_audio(self, input_features: torch.Tensor) -> torch.Tensor:
+        """(C, mel, 3000) -> (C, tokens_per_chunk, H), before the per-sample chunk offsets."""
+        states = self.audio_encoder(input_features.to(self.dtype)).last_hidden_state  # (C, 1500, D)
+        tokens = self.audio_projector(self.audio_qformer(states))
+        return self.audio_final_mlp(tokens) if self.audio_final_mlp is not None else tokens
+
+    def embed_inputs(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        media_kind: torch.Tensor | None = None,
+        frames_per_sample: torch.Tensor | None = None,
+        chunks_per_sample: torch.Tensor | None = None,
+        durations: torch.Tensor | None = None,
+        frame_times: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Text embeddings with every sample's media sequence written over its placeholders."""
+        config = self.config
+        is_media = input_ids == config.media_token_id
+        embeds = self.get_input_embeddings()(input_ids.masked_fill(is_media, 0))
+        if media_kind is None or not bool(is_media.any()):
+            if bool(is_media.any()):
+                raise ValueError("input_ids contain media placeholders but no media inputs were given")
+            return embeds
+        batch = input_ids.shape[0]
+        frames_per_sample = _or_zeros(frames_per_sample, batch)
+        chunks_per_sample = _or_zeros(chunks_per_sample, batch)
+        durations = durations if durations is not None else torch.zeros(batch)
+        kinds = [MEDIA_KINDS[int(k)] for k in media_kind]
+
+        visual = self._encode_visual_per_sample(pixel_values, kinds, frames_per_sample)
+        audio = self._encode_audio_per_sample(input_features, chunks_per_sample)
+        frame_offsets = torch.cumsum(frames_per_sample, 0) - frames_per_sample
+        for b, kind in enumerate(kinds):
+            positions = is_media[b].nonzero().squeeze(1)
+            if kind == "none":
+                if positions.numel():
+                    raise ValueError(f"sample {b} has {positions.numel()} media placeholders but no media")
+                continue
+            n_frames = int(frames_per_sample[b])
+            times = (
+                frame_times[int(frame_offsets[b]):int(frame_offsets[b]) + n_frames]
+                if frame_times is not None
+                else torch.arange(n_frames) / config.frames_per_second
+            )
+            spec = spec_for(config, kind, n_frames, int(chunks_per_sample[b]), float(durations[b]),
+                            tuple(times.tolist()))
+            sequence = self._gather(spec, visual[b], audio[b], times)
+            if sequence.shape[0] != positions.numel():
+                raise ValueError(
+                    f"sample {b}: its {kind} needs {sequence.shape[0]} media tokens but input_ids hold "
+                    f"{positions.numel()} placeholders; build inputs with SalmonnO1Processor for this config"
+                )
+            embeds[b, positions] = sequence.to(embeds.dtype)
+        return embeds
+
+    def _encode_visual_per_sample(
+        self, pixel_values: torch.Tensor | None, kinds: list[str], frames_per_sample: torch.Tensor
+    ) -> list[torch.Tensor | None]:
+        if pixel_values is None or int(frames_per_sample.sum()) == 0:
+            return [None] * len(kinds)
+        per_sample = torch.split(pixel_values, frames_per_sample.tolist())
+        # Frames of the same kind go through the tower together.
+        out: list[torch.Tensor | None] = [None] * len(kinds)
+        for pooled in (True, False):
+            index = [b for b, k in enumerate(kinds) if per_sample[b].shape[0] and (k == "image") != pooled]
+            if not index:
+                continue
+            encoded = self.encode_frames(torch.cat([per_sample[b] for b in index]), pooled=pooled)
+            for b, chunk in zip(index, torch.split(encoded, [per_sample[b].shape[0] for b in index])):
+                out[b] = chunk
+        return out
+
+    def _encode_audio_per_sample(
+        self, input_features: torch.Tensor | None, chunks_per_sample: torch.Tensor
+    ) -> list[torch.Tensor | None]:
+        if input_features is None or int(chunks_per_sample.sum()) == 0:
+            return [None] * len(chunks_per_sample)
+        tokens = self.encode_audio(input_features)  # (sumC, T, H)
+        out: list[torch.Tensor | None] = []
+        for chunks in torch.split(tokens, chunks_per_sample.tolist()):
+            if chunks.shape[0] == 0:
+                out.append(None)
+                continue
+            offsets = chunk_position_table(chunks.shape[0], chunks.shape[-1]).to(chunks)
+            out.append((chunks + offsets.unsqueeze(1)).flatten(0, 1))
+        return out
+
+    def _gather(self, spec, visual: torch.Tensor | None, audio: torch.Tensor | None, times: torch.Tensor):
+        hidden = self.config.text_config.hidden_size
+        empty = self.image_newline.new_zeros(0, hidden)
+        parts = [visual.flatten(0, 1) if visual is not None else empty, audio if audio is not None else empty]
+        if spec.time_tokens:
+            parts.append(self.time_embedding(_sinusoid(times, hidden).to(self.image_newline)))
+        sources = torch.cat(parts, dim=0)
+        return sources[interleave_plan(spec).to(sources.device)]
+
+    # ---- language model ----
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        media_kind: torch.Tensor | None = None,
+        frames_per_sample: torch.Tensor | None = None,
+        chunks_per_sample: torch.Tensor | None = None,
+        durations: torch.Tensor | None = None,
+        frame_times: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_inputs(
+                input_ids, pixel_values, input_features, media_kind, frames_per_sample, chunks_per_sample,
+                durations, frame_times,
+            )
+        if labels is not None and input_ids is not None:
+            labels = labels.masked_fill(input_ids == self.config.media_token_id, IGNORE_INDEX)
+        if position_ids is None and attention_mask is not None and not _has_cache(kwargs):
+            # Left-padded batches must count positions from each sample's first real token.
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.language_model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+            labels=labels, **kwargs,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        media_kind: torch.Tensor | None = None,
+        frames_per_sample: torch.Tensor | None = None,
+        chunks_per_sample: torch.Tensor | None = None,
+        durations: torch.Tensor | None = None,
+        frame_times: torch.Tensor | None = None,
+        **generate_kwargs,
+    ) -> torch.Tensor:
+        """Hugging Face `generate` over the spliced embeddings; returns only the new tokens."""
+        inputs_embeds = self.embed_inputs(
+            input_ids, pixel_values, input_features, media_kind, frames_per_sample, chunks_per_sample,
+            durations, frame_times,
+        )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return self.language_model.generate(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generate_kwargs
+        )
+
+
+def _or_zeros(values: torch.Tensor | None, batch: int) -> torch.Tensor:
+    return values.long().cpu() if values is not None else torch.zeros(batch, dtype=torch.long)
+
+
+def _has_cache(kwargs: dict) -> bool:
+    cache = kwargs.get("past_key_values", kwargs.get("cache"))
+    return cache is not None and (not hasattr(cache, "get_seq_length") or cache.get_seq_length() > 0)
+
+
+def describe_loading_problems(info: dict, limit: int = 12) -> list[str]:
+    """Human-readable lines for missing / unexpected / mismatched keys of a loading report."""
+    problems = []
+    for label, keys in (("missing", info.get("missing_keys")), ("unexpected", info.get("unexpected_keys"))):
+        keys = sorted(keys or [])
+        if keys:
+            shown = ", ".join(keys[:limit]) + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
+            problems.append(f"{label} keys: {shown}")
+    mismatched = sorted(info.get("mismatched_keys") or [], key=str)
+    if mismatched:
+        shown = ", ".join(
+            f"{m[0]} (checkpoint {tuple(m[1])} vs model {tuple(m[2])})" if isinstance(m, tuple) and len(m) == 3
+            else str(m) for m in mismatched[:limit]
+        )
+        problems.append(f"wrong shapes: {shown}")
+    return problems

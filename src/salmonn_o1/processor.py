@@ -1,0 +1,238 @@
+"""SalmonnO1Processor: from files (or decoded media) and text to model inputs.
+
+Two steps, usable separately: `encode(messages, media)` turns one sample into
+ids, labels and media features (cheap to do in DataLoader workers), and
+`collate(samples, padding_side)` pads a batch ("left" for generation,
+"right" for training). `__call__` does both, the `transformers` way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from salmonn_o1.chat import IGNORE_INDEX, encode_conversation
+from salmonn_o1.config import SalmonnO1Config
+from salmonn_o1.media_types import DecodedMedia
+from salmonn_o1.model.interleave import media_token_count, spec_for
+from salmonn_o1.model.modeling import KIND_ID
+from salmonn_o1.tokenizer import load_tokenizer
+
+PROCESSOR_CONFIG_NAME = "processor_config.json"
+MediaInput = str | Path | DecodedMedia | None
+
+
+@dataclass
+class MediaFeatures:
+    """One sample's media as tensors, plus what the interleaving needs to know."""
+
+    kind: str
+    pixel_values: torch.Tensor | None  # (F, 3, S, S)
+    input_features: torch.Tensor | None  # (C, mel, 3000)
+    frame_times: torch.Tensor  # (F,)
+    duration: float
+    token_count: int
+    has_audio: bool = True
+
+    @property
+    def num_frames(self) -> int:
+        return 0 if self.pixel_values is None else int(self.pixel_values.shape[0])
+
+    @property
+    def num_chunks(self) -> int:
+        return 0 if self.input_features is None else int(self.input_features.shape[0])
+
+
+@dataclass
+class EncodedSample:
+    input_ids: list[int]
+    labels: list[int]
+    media: MediaFeatures | None
+
+
+class SalmonnO1Processor:
+    """Turns (conversation, media) into the tensors `SalmonnO1ForConditionalGeneration` takes."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: SalmonnO1Config):
+        self.tokenizer = tokenizer
+        self.config = config
+        media_id = tokenizer.convert_tokens_to_ids("<image>")
+        if media_id != config.media_token_id:
+            raise ValueError(
+                f"the tokenizer's <image> id ({media_id}) differs from config.media_token_id ({config.media_token_id})"
+            )
+
+    # ---- persistence ----
+    @classmethod
+    def from_pretrained(cls, path: str | Path, config: SalmonnO1Config | None = None) -> SalmonnO1Processor:
+        path = Path(path)
+        if config is None:
+            config_file = path / PROCESSOR_CONFIG_NAME
+            if config_file.exists():
+                config = SalmonnO1Config.from_dict(json.loads(config_file.read_text())["model_config"])
+            else:
+                config = SalmonnO1Config.from_pretrained(path)
+        return cls(load_tokenizer(path), config)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(path)
+        (path / PROCESSOR_CONFIG_NAME).write_text(json.dumps({"model_config": self.config.to_dict()}, indent=2))
+
+    # ---- media ----
+    def load_media(self, media: MediaInput, kind: str | None = None) -> DecodedMedia | None:
+        """A path is decoded at the model's frame rate; decoded media passes through."""
+        if media is None or isinstance(media, DecodedMedia):
+            return media
+        from salmonn_o1.media import load_media
+
+        return load_media(media, fps=self.config.frames_per_second, max_frames=self.config.max_frames, kind=kind)
+
+    def media_features(self, media: MediaInput, kind: str | None = None) -> MediaFeatures | None:
+        """Decode (if needed) and featurise one input: frames to pixels, audio to log-mel chunks."""
+        from salmonn_o1.features import audio_to_features, frames_to_pixel_values
+
+        decoded = self.load_media(media, kind)
+        if decoded is None:
+            return None
+        config = self.config
+        pixel_values = None
+        if decoded.kind != "audio":
+            pixel_values = frames_to_pixel_values(decoded.frames, config.image_size)
+        input_features = None
+        if decoded.kind != "image":
+            audio = decoded.audio if decoded.audio is not None else np.zeros(0, np.float32)
+            if decoded.kind == "video":
+                # Audio is cut to the video's duration (the release does the same).
+                audio = audio[: int(round(decoded.duration * config.sampling_rate))]
+            input_features = audio_to_features(
+                audio, num_mel_bins=config.num_mel_bins, chunk_seconds=config.audio_chunk_seconds,
+                min_seconds=config.audio_min_seconds,
+            )
+        frame_times = torch.as_tensor(np.asarray(decoded.frame_times, dtype=np.float32))
+        if decoded.kind == "audio":
+            frame_times = torch.zeros(0)
+        spec = spec_for(
+            config, decoded.kind,
+            num_frames=0 if pixel_values is None else pixel_values.shape[0],
+            num_chunks=0 if input_features is None else input_features.shape[0],
+            duration=decoded.duration, frame_times=tuple(frame_times.tolist()),
+        )
+        return MediaFeatures(
+            kind=decoded.kind, pixel_values=pixel_values, input_features=input_features, frame_times=frame_times,
+            duration=float(decoded.duration), token_count=media_token_count(spec), has_audio=decoded.has_audio,
+        )
+
+    # ---- text ----
+    def encode(
+        self,
+        messages: list[dict] | str,
+        media: MediaInput | MediaFeatures = None,
+        add_generation_prompt: bool = True,
+        kind: str | None = None,
+    ) -> EncodedSample:
+        """One sample: a conversation (or a bare question) and at most one media input."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        features = media if isinstance(media, MediaFeatures) else self.media_features(media, kind)
+        encoded = encode_conversation(
+            self.tokenizer, messages, media_token_count=features.token_count if features else 0,
+            add_generation_prompt=add_generation_prompt,
+        )
+        return EncodedSample(encoded.input_ids, encoded.labels, features)
+
+    def collate(self, samples: list[EncodedSample], padding_side: str = "left") -> dict[str, torch.Tensor]:
+        """Pad a batch: "left" for generation, "right" (with labels) for training."""
+        pad_id = self.tokenizer.pad_token_id
+        length = max(len(s.input_ids) for s in samples)
+        input_ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
+        labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
+        for i, sample in enumerate(samples):
+            n = len(sample.input_ids)
+            span = slice(length - n, length) if padding_side == "left" else slice(0, n)
+            input_ids[i, span] = torch.tensor(sample.input_ids)
+            labels[i, span] = torch.tensor(sample.labels)
+            attention_mask[i, span] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        batch.update(collate_media([s.media for s in samples]))
+        return batch
+
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        messages: list[dict] | list[list[dict]] | None = None,
+        videos: MediaInput | list[MediaInput] = None,
+        audios: MediaInput | list[MediaInput] = None,
+        images: MediaInput | list[MediaInput] = None,
+        add_generation_prompt: bool = True,
+        padding_side: str = "left",
+    ) -> dict[str, torch.Tensor]:
+        """`processor(text|messages, videos=..., audios=..., images=...)` -> dict of tensors.
+
+        One media input per sample at most: for sample i, videos[i], else audios[i], else images[i].
+        """
+        conversations = _as_conversations(text, messages)
+        n = len(conversations)
+        media_lists = {kind: _as_list(value, n, kind) for kind, value in
+                       (("video", videos), ("audio", audios), ("image", images))}
+        samples = []
+        for i, conversation in enumerate(conversations):
+            chosen = [(kind, items[i]) for kind, items in media_lists.items() if items[i] is not None]
+            if len(chosen) > 1:
+                raise ValueError(f"sample {i} has more than one media input ({[k for k, _ in chosen]})")
+            kind, media = chosen[0] if chosen else (None, None)
+            samples.append(self.encode(conversation, media, add_generation_prompt, kind=kind))
+        return self.collate(samples, padding_side)
+
+    def decode(self, ids, **kwargs) -> str:
+        return self.tokenizer.decode(ids, **kwargs)
+
+    def batch_decode(self, ids, **kwargs) -> list[str]:
+        return self.tokenizer.batch_decode(ids, **kwargs)
+
+
+def collate_media(media: list[MediaFeatures | None]) -> dict[str, torch.Tensor]:
+    """Concatenate frames and chunks of a batch; per-sample counts say which belong to whom."""
+    pixel = [m.pixel_values for m in media if m is not None and m.pixel_values is not None]
+    audio = [m.input_features for m in media if m is not None and m.input_features is not None]
+    times = [m.frame_times for m in media if m is not None and m.pixel_values is not None]
+    out = {
+        "media_kind": torch.tensor([KIND_ID[m.kind] if m else 0 for m in media], dtype=torch.long),
+        "frames_per_sample": torch.tensor([m.num_frames if m else 0 for m in media], dtype=torch.long),
+        "chunks_per_sample": torch.tensor([m.num_chunks if m else 0 for m in media], dtype=torch.long),
+        "durations": torch.tensor([m.duration if m else 0.0 for m in media], dtype=torch.float32),
+    }
+    if pixel:
+        out["pixel_values"] = torch.cat(pixel)
+        out["frame_times"] = torch.cat(times).float()
+    if audio:
+        out["input_features"] = torch.cat(audio)
+    return out
+
+
+def _as_conversations(text, messages) -> list[list[dict]]:
+    if messages is not None:
+        if messages and isinstance(messages[0], dict):
+            return [messages]
+        return list(messages)
+    if text is None:
+        raise ValueError("pass `text` or `messages`")
+    texts = [text] if isinstance(text, str) else list(text)
+    return [[{"role": "user", "content": t}] for t in texts]
+
+
+def _as_list(value, n: int, kind: str) -> list:
+    if value is None:
+        return [None] * n
+    if not isinstance(value, list | tuple):
+        value = [value]
+    if len(value) != n:
+        raise ValueError(f"{len(value)} {kind} inputs for {n} samples")
+    return list(value)
