@@ -15,6 +15,10 @@ from salmonn_o1.errors import SalmonnError
 
 COMMAND_MODULES = [
     "salmonn_o1.commands.demo",
+    "salmonn_o1.commands.ask",
+    "salmonn_o1.commands.infer",
+    "salmonn_o1.commands.synth",
+    "salmonn_o1.commands.eval",
 ]
 
 

@@ -164,7 +164,7 @@ def _whisper_encoder_config(**kwargs) -> WhisperConfig:
     return WhisperConfig(vocab_size=vocab, **ids, **kwargs)
 
 
-def tiny_config(vocab_size: int = 576, media_token_id: int = 3, **overrides) -> SalmonnO1Config:
+def tiny_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> SalmonnO1Config:
     """A few-million-parameter model for tests and CPU experiments.
 
     The token arithmetic is the released model's (30 s chunks of 1500 Whisper
@@ -191,6 +191,41 @@ def tiny_config(vocab_size: int = 576, media_token_id: int = 3, **overrides) -> 
             tie_word_embeddings=False,
         ),
         media_token_id=media_token_id,
+    )
+    config.update(overrides)
+    return SalmonnO1Config(**config)
+
+
+def mini_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> SalmonnO1Config:
+    """The shipped miniature model: the full architecture at a few million parameters.
+
+    64 px frames with 8 px patches give an 8x8 grid, 4x4 after pooling (20
+    tokens per frame with newlines): enough to tell AVR-Synth's colours and
+    shapes apart; 32 mel bins are enough to tell its tones apart.
+    """
+    config = dict(
+        vision_config=SiglipVisionConfig(
+            image_size=64, patch_size=8, hidden_size=96, intermediate_size=192,
+            num_hidden_layers=3, num_attention_heads=4, vision_use_head=False,
+        ),
+        audio_config=_whisper_encoder_config(
+            vocab_size=64, num_mel_bins=32, d_model=64, encoder_layers=2, encoder_attention_heads=4,
+            encoder_ffn_dim=128, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64,
+            max_source_positions=1500, max_target_positions=32,
+        ),
+        qformer_config=Blip2QFormerConfig(
+            hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+            encoder_hidden_size=64, cross_attention_frequency=1,
+        ),
+        text_config=Qwen2Config(
+            vocab_size=vocab_size, hidden_size=192, intermediate_size=512, num_hidden_layers=4,
+            num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=4096,
+            tie_word_embeddings=False,
+        ),
+        media_token_id=media_token_id,
+        # No pretrained encoders exist at this size: they are trained with the rest.
+        freeze_vision_tower=False,
+        freeze_audio_encoder=False,
     )
     config.update(overrides)
     return SalmonnO1Config(**config)
@@ -227,6 +262,7 @@ def video_salmonn_o1_7b_config(**overrides) -> SalmonnO1Config:
 
 PRESETS = {
     "tiny": tiny_config,
+    "mini": mini_config,
     "video-salmonn-o1-7b": video_salmonn_o1_7b_config,
 }
 

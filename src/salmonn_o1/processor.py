@@ -96,11 +96,11 @@ class SalmonnO1Processor:
 
     def media_features(self, media: MediaInput, kind: str | None = None) -> MediaFeatures | None:
         """Decode (if needed) and featurise one input: frames to pixels, audio to log-mel chunks."""
-        from salmonn_o1.features import audio_to_features, frames_to_pixel_values
-
         decoded = self.load_media(media, kind)
         if decoded is None:
             return None
+        from salmonn_o1.features import audio_to_features, frames_to_pixel_values
+
         config = self.config
         pixel_values = None
         if decoded.kind != "audio":

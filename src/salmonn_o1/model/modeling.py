@@ -181,43 +181,66 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         frame_times: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Text embeddings with every sample's media sequence written over its placeholders."""
+        if media_kind is None:
+            return self.splice_media(input_ids, [None] * input_ids.shape[0])
+        sequences = self.encode_media(
+            pixel_values, input_features, media_kind, frames_per_sample, chunks_per_sample, durations, frame_times
+        )
+        return self.splice_media(input_ids, sequences)
+
+    def encode_media(
+        self,
+        pixel_values: torch.Tensor | None,
+        input_features: torch.Tensor | None,
+        media_kind: torch.Tensor,
+        frames_per_sample: torch.Tensor | None = None,
+        chunks_per_sample: torch.Tensor | None = None,
+        durations: torch.Tensor | None = None,
+        frame_times: torch.Tensor | None = None,
+    ) -> list[torch.Tensor | None]:
+        """Each sample's interleaved media sequence, (N_b, H), or None for text-only samples.
+
+        Separate from splicing so one encoding can serve many questions.
+        """
         config = self.config
-        is_media = input_ids == config.media_token_id
-        embeds = self.get_input_embeddings()(input_ids.masked_fill(is_media, 0))
-        if media_kind is None or not bool(is_media.any()):
-            if bool(is_media.any()):
-                raise ValueError("input_ids contain media placeholders but no media inputs were given")
-            return embeds
-        batch = input_ids.shape[0]
+        batch = media_kind.shape[0]
         frames_per_sample = _or_zeros(frames_per_sample, batch)
         chunks_per_sample = _or_zeros(chunks_per_sample, batch)
         durations = durations if durations is not None else torch.zeros(batch)
         kinds = [MEDIA_KINDS[int(k)] for k in media_kind]
-
         visual = self._encode_visual_per_sample(pixel_values, kinds, frames_per_sample)
         audio = self._encode_audio_per_sample(input_features, chunks_per_sample)
         frame_offsets = torch.cumsum(frames_per_sample, 0) - frames_per_sample
+        sequences: list[torch.Tensor | None] = []
         for b, kind in enumerate(kinds):
-            positions = is_media[b].nonzero().squeeze(1)
             if kind == "none":
-                if positions.numel():
-                    raise ValueError(f"sample {b} has {positions.numel()} media placeholders but no media")
+                sequences.append(None)
                 continue
             n_frames = int(frames_per_sample[b])
             times = (
-                frame_times[int(frame_offsets[b]):int(frame_offsets[b]) + n_frames]
+                frame_times[int(frame_offsets[b]):int(frame_offsets[b]) + n_frames].cpu()
                 if frame_times is not None
                 else torch.arange(n_frames) / config.frames_per_second
             )
             spec = spec_for(config, kind, n_frames, int(chunks_per_sample[b]), float(durations[b]),
                             tuple(times.tolist()))
-            sequence = self._gather(spec, visual[b], audio[b], times)
-            if sequence.shape[0] != positions.numel():
+            sequences.append(self._gather(spec, visual[b], audio[b], times))
+        return sequences
+
+    def splice_media(self, input_ids: torch.Tensor, sequences: list[torch.Tensor | None]) -> torch.Tensor:
+        """Embed the text and write sample b's media sequence over its placeholder tokens."""
+        is_media = input_ids == self.config.media_token_id
+        embeds = self.get_input_embeddings()(input_ids.masked_fill(is_media, 0))
+        for b, sequence in enumerate(sequences):
+            positions = is_media[b].nonzero().squeeze(1)
+            count = 0 if sequence is None else sequence.shape[0]
+            if count != positions.numel():
                 raise ValueError(
-                    f"sample {b}: its {kind} needs {sequence.shape[0]} media tokens but input_ids hold "
+                    f"sample {b}: its media needs {count} media tokens but input_ids hold "
                     f"{positions.numel()} placeholders; build inputs with SalmonnO1Processor for this config"
                 )
-            embeds[b, positions] = sequence.to(embeds.dtype)
+            if count:
+                embeds[b, positions] = sequence.to(embeds.dtype)
         return embeds
 
     def _encode_visual_per_sample(

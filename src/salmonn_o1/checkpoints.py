@@ -1,0 +1,81 @@
+"""Model + processor together: by preset name ("tiny") or checkpoint directory.
+
+A checkpoint directory holds `config.json` + safetensors (the model) and the
+tokenizer + `processor_config.json` (the processor), so one path is enough to
+run, evaluate or continue training a model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from salmonn_o1.config import PRESETS, preset_config
+from salmonn_o1.errors import CheckpointError
+from salmonn_o1.model import SalmonnO1ForConditionalGeneration
+from salmonn_o1.processor import SalmonnO1Processor
+from salmonn_o1.tokenizer import load_tokenizer
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError(f"--device {device}: CUDA is not available on this machine")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | None = None) -> torch.dtype:
+    """auto: bf16 on a CUDA device that supports it, float32 elsewhere (bf16 is slower on CPUs)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device is not None and device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise CheckpointError(f"unknown dtype {dtype!r}; choose from auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def load_model_and_processor(
+    source: str | os.PathLike,
+    device: str = "cpu",
+    dtype: str | torch.dtype = "auto",
+    seed: int = 0,
+    **model_kwargs,
+) -> tuple[SalmonnO1ForConditionalGeneration, SalmonnO1Processor]:
+    """A preset name builds a randomly initialised model (seeded) with the bundled tokenizer;
+    a directory loads a saved checkpoint (strictly: see `from_pretrained`)."""
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    source = str(source)
+    if source in PRESETS and not Path(source).exists():
+        config = preset_config(source)
+        torch.manual_seed(seed)
+        model = SalmonnO1ForConditionalGeneration(config)
+        processor = SalmonnO1Processor(load_tokenizer(), config)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            raise CheckpointError(
+                f"{source}: no such checkpoint directory (or preset; presets: {', '.join(sorted(PRESETS))})"
+            )
+        model = SalmonnO1ForConditionalGeneration.from_pretrained(path, **model_kwargs)
+        processor = SalmonnO1Processor.from_pretrained(path, config=model.config)
+    model = model.to(device=torch_device, dtype=torch_dtype).eval()
+    return model, processor
+
+
+def save_model_and_processor(
+    model: SalmonnO1ForConditionalGeneration, processor: SalmonnO1Processor, path: str | os.PathLike
+) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path

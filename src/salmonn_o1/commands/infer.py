@@ -1,0 +1,56 @@
+"""`salmonn-o1 infer --data ITEMS.jsonl --out PREDICTIONS.jsonl`: a whole benchmark, resumable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from salmonn_o1.commands.common import (
+    add_generation_arguments,
+    add_model_arguments,
+    generation_kwargs,
+    load_pipeline,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("infer", help="answer every item of a JSONL file (append-and-resume)")
+    parser.add_argument("--data", required=True, help="items JSONL (the toolkit's item schema)")
+    parser.add_argument("--out", required=True, help="predictions JSONL (appended; re-running resumes)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding media")
+    parser.add_argument("--answer-max-new-tokens", type=int, default=64)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_arguments(parser)
+    add_generation_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from salmonn_o1.batch_inference import merge_parts, run_inference
+    from salmonn_o1.data.schema import read_items
+
+    read_items(args.data)  # a malformed file fails here, before any model is loaded
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    state = None
+    if world_size > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        rank, world_size = state.process_index, state.num_processes
+        if args.device == "auto" and state.device.type == "cuda":
+            args.device = str(state.device)
+    pipeline = load_pipeline(args)
+    generation = generation_kwargs(args) | {"answer_max_new_tokens": args.answer_max_new_tokens}
+    summary = run_inference(
+        args.data, args.out, pipeline, batch_size=args.batch_size, num_workers=args.num_workers,
+        reasoning=not args.no_reasoning, generation=generation, rank=rank, world_size=world_size,
+        progress=not args.quiet,
+    )
+    if state is not None:
+        state.wait_for_everyone()
+        if state.is_main_process:
+            merge_parts(args.out, world_size)
+    print(f"infer{f' [{rank}]' if world_size > 1 else ''}: {summary}")
+    return 0

@@ -1,0 +1,358 @@
+"""AVR-Synth question families: each samples a timeline built for its question,
+then computes the gold answer and the gold steps FROM THE TIMELINE (via the
+query functions in timeline.py), never from the template's intent.
+
+Every family takes `target` (which letter, or 0=YES / 1=NO) so the dataset can
+balance answers exactly, and arranges the clip so that a single modality (or
+the text alone) says nothing about the answer: the asked-about shape or sound
+is chosen uniformly, and distractors are shapes/sounds that did occur.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from salmonn_o1.data.synthetic.config import SynthConfig
+from salmonn_o1.data.synthetic.timeline import (
+    ANCHOR_SOUNDS,
+    COLOURS,
+    GRID,
+    LISTED_SOUNDS,
+    Scene,
+    SlotBook,
+    Sound,
+    Timeline,
+    count_sounds_within,
+    distinct_labels,
+    find_anomalies,
+    partition,
+    random_path,
+    scene_at,
+    scenes_during,
+    slots_of,
+    sound_at,
+    sounds_of,
+)
+from salmonn_o1.prompts import OPTION_LETTERS
+
+GLITCH_QUESTION = "Is this video manipulated? Answer YES or NO."
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+GLITCH_KINDS = ("teleport", "colour_change", "early_sound")
+
+
+@dataclass
+class Question:
+    """A timeline with its question, options (no letters), gold answer and gold steps."""
+
+    timeline: Timeline
+    question: str
+    options: list[str]
+    answer: str
+    steps: list[str]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def fmt_time(t: float) -> str:
+    """Times in steps are on the 0.5 s grid, written "3.5 s"."""
+    return f"{round(t / GRID) * GRID:.1f} s"
+
+
+def arrange(rng: np.random.Generator, answer: str, distractors: list[str], target: int) -> list[str]:
+    """Options with the answer at index `target` and the distractors shuffled around it."""
+    others = [distractors[i] for i in rng.permutation(len(distractors))]
+    return others[:target] + [answer] + others[target:]
+
+
+def letter_of(options: list[str], text: str) -> str:
+    return OPTION_LETTERS[options.index(text)]
+
+
+def _article(label: str) -> str:
+    return f"a {label}"
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def _layout(
+    rng: np.random.Generator, config: SynthConfig, mins: dict[int, int] | None = None, n: int | None = None
+) -> tuple[int, list[Scene]]:
+    """Sample the number of scenes, the clip length and the scenes (distinct labels,
+    half of them moving). Returns (total slots, scenes)."""
+    if n is None:
+        n = int(rng.integers(config.min_scenes, config.max_scenes + 1))
+        n = max(n, config.num_options + 1)
+    minimum = [3] * n
+    for i, m in (mins or {}).items():
+        minimum[i] = max(minimum[i], m)
+    lo, hi = int(config.min_duration / GRID), int(config.max_duration / GRID)
+    total = max(int(rng.integers(lo, hi + 1)), sum(minimum) + 1)
+    spans = partition(rng, total, minimum)
+    scenes = []
+    for (colour, shape), (a, b) in zip(distinct_labels(rng, n), spans):
+        start_pos, end_pos = random_path(rng, moving=bool(rng.random() < 0.5))
+        scenes.append(Scene(colour, shape, a * GRID, b * GRID, start_pos, end_pos))
+    return total, scenes
+
+
+def _slots(scene: Scene) -> tuple[int, int]:
+    return int(round(scene.start / GRID)), int(round(scene.end / GRID))
+
+
+def _add_distractor_sounds(
+    rng: np.random.Generator, config: SynthConfig, book: SlotBook, exclude: set[str], beeps: bool = True
+) -> list[Sound]:
+    """A few other sounds anywhere free: distinct anchor kinds not in `exclude`, plus beeps."""
+    sounds = []
+    kinds = [k for k in ANCHOR_SOUNDS if k not in exclude]
+    count = int(rng.integers(config.extra_sounds[0], config.extra_sounds[1] + 1))
+    for kind in rng.permutation(kinds)[:count]:
+        slot = book.place(rng, slots_of(str(kind)))
+        if slot is not None:
+            sounds.append(sound_at(str(kind), slot))
+    if beeps:
+        for _ in range(int(rng.integers(config.extra_beeps[0], config.extra_beeps[1] + 1))):
+            slot = book.place(rng, 1)
+            if slot is not None:
+                sounds.append(sound_at("beep", slot))
+    return sounds
+
+
+# ----------------------------------------------------------------------------- families
+
+
+def cross_modal_alignment(rng: np.random.Generator, config: SynthConfig, target: int) -> Question:
+    """"What was on screen when the high tone played?" — the sound's time picks the shape."""
+    total, scenes = _layout(rng, config)
+    book = SlotBook(total)
+    chosen = scenes[int(rng.integers(len(scenes)))]
+    kind = str(rng.choice(ANCHOR_SOUNDS))
+    a, b = _slots(chosen)
+    slot = book.place(rng, slots_of(kind), lo=a, hi=b - slots_of(kind))
+    assert slot is not None
+    sounds = [sound_at(kind, slot)] + _add_distractor_sounds(rng, config, book, {kind})
+    timeline = Timeline(total * GRID, scenes, sounds)
+
+    (sound,) = sounds_of(timeline, kind)
+    (shown,) = scenes_during(timeline, sound.start, sound.end)
+    others = [s for s in timeline.scenes if s is not shown]
+    distractors = [others[i] for i in rng.choice(len(others), config.num_options - 1, replace=False)]
+    options = arrange(rng, _article(shown.label), [_article(s.label) for s in distractors], target)
+    letter = letter_of(options, _article(shown.label))
+    decoy = distractors[0]
+    steps = [
+        f"The {kind} plays from {fmt_time(sound.start)} to {fmt_time(sound.end)}.",
+        f"From {fmt_time(shown.start)} to {fmt_time(shown.end)} the screen shows the {shown.label}.",
+        f"The {decoy.label} is on screen from {fmt_time(decoy.start)} to {fmt_time(decoy.end)}, not during the {kind}.",
+        f"The {shown.label} is option {letter}.",
+    ]
+    return Question(timeline, f"What was on screen when the {kind} played?", options, letter, steps)
+
+
+def cross_modal_counting(rng: np.random.Generator, config: SynthConfig, target: int) -> Question:
+    """"How many beeps while the red square was visible?" — count = target, so the
+    options are always 0..num_options-1; the total number of beeps is drawn
+    independently of the count so the sound track alone does not give it away."""
+    n = max(int(rng.integers(config.min_scenes, config.max_scenes + 1)), config.num_options + 1)
+    index = int(rng.integers(n))
+    window = max(config.num_options, 4)
+    total, scenes = _layout(rng, config, mins={index: window}, n=n)
+    chosen = scenes[index]
+    book = SlotBook(total)
+    a, b = _slots(chosen)
+    inside = rng.choice(np.arange(a, b), target, replace=False)
+    sounds = []
+    for slot in inside:
+        book.take(int(slot), 1)
+        sounds.append(sound_at("beep", int(slot)))
+    all_beeps = int(rng.integers(config.num_options + 1, config.num_options + 4))
+    outside = [s for s in range(total) if not a <= s < b]
+    for slot in rng.choice(outside, min(all_beeps - target, len(outside)), replace=False):
+        book.take(int(slot), 1)
+        sounds.append(sound_at("beep", int(slot)))
+    sounds += _add_distractor_sounds(rng, config, book, set(), beeps=False)
+    timeline = Timeline(total * GRID, scenes, sounds)
+
+    counted = count_sounds_within(timeline, "beep", chosen.start, chosen.end)
+    count = len(counted)
+    rest = len(sounds_of(timeline, "beep")) - count
+    options = [str(v) for v in range(config.num_options)]
+    letter = letter_of(options, str(count))
+    steps = [f"The {chosen.label} is visible from {fmt_time(chosen.start)} to {fmt_time(chosen.end)}."]
+    if counted:
+        times = ", ".join(fmt_time(s.start) for s in counted)
+        steps.append(f"Beeps start at {times} while it is visible.")
+    else:
+        steps.append("No beep plays while it is visible.")
+    if rest:
+        steps.append(f"The other {rest} {'beep plays' if rest == 1 else 'beeps play'} when it is not visible.")
+    noun = "beep plays" if count == 1 else "beeps play"
+    steps += [f"So {count} {noun} while the {chosen.label} is visible.", f"{count} is option {letter}."]
+    question = f"How many beeps played while the {chosen.label} was visible?"
+    return Question(timeline, question, options, letter, steps)
+
+
+def temporal_order(rng: np.random.Generator, config: SynthConfig, target: int) -> Question:
+    """"Which shape appeared next after the buzz played?" — order across modalities.
+    Options never include the first shape (it cannot come after anything), so
+    knowing the picture alone does not narrow them."""
+    total, scenes = _layout(rng, config)
+    book = SlotBook(total)
+    during = scenes[int(rng.integers(len(scenes) - 1))]
+    kind = str(rng.choice(ANCHOR_SOUNDS))
+    a, b = _slots(during)
+    slot = book.place(rng, slots_of(kind), lo=a, hi=b - slots_of(kind))
+    assert slot is not None
+    sounds = [sound_at(kind, slot)] + _add_distractor_sounds(rng, config, book, {kind})
+    timeline = Timeline(total * GRID, scenes, sounds)
+
+    (sound,) = sounds_of(timeline, kind)
+    later = [s for s in timeline.scenes if s.start >= sound.end]
+    following = later[0]
+    current = scene_at(timeline, sound.start)
+    candidates = [s for s in timeline.scenes[1:] if s is not following]
+    distractors = [candidates[i] for i in rng.choice(len(candidates), config.num_options - 1, replace=False)]
+    options = arrange(rng, _article(following.label), [_article(s.label) for s in distractors], target)
+    letter = letter_of(options, _article(following.label))
+    decoy = distractors[0]
+    relation = "before" if decoy.start < sound.start else "later"
+    steps = [
+        f"The {kind} plays from {fmt_time(sound.start)} to {fmt_time(sound.end)}"
+        + (f", while the {current.label} is on screen." if current else "."),
+        f"The next shape to appear after that is the {following.label}, at {fmt_time(following.start)}.",
+        f"The {decoy.label} appears at {fmt_time(decoy.start)}, which is {relation}.",
+        f"The {following.label} is option {letter}.",
+    ]
+    return Question(timeline, f"Which shape appeared next after the {kind} played?", options, letter, steps)
+
+
+def visual_only(rng: np.random.Generator, config: SynthConfig, target: int) -> Question:
+    """Control: "Which shape appeared third?" needs the picture only."""
+    total, scenes = _layout(rng, config)
+    book = SlotBook(total)
+    sounds = _add_distractor_sounds(rng, config, book, set())
+    timeline = Timeline(total * GRID, scenes, sounds)
+    position = int(rng.integers(len(timeline.scenes)))
+    last = position == len(timeline.scenes) - 1
+    ordinal = "last" if last else ORDINALS[position]
+    chosen = timeline.scenes[position]
+    others = [s for s in timeline.scenes if s is not chosen]
+    distractors = [others[i] for i in rng.choice(len(others), config.num_options - 1, replace=False)]
+    options = arrange(rng, _article(chosen.label), [_article(s.label) for s in distractors], target)
+    letter = letter_of(options, _article(chosen.label))
+    order = ", ".join(f"the {s.label}" for s in timeline.scenes)
+    steps = [
+        f"The shapes appear in this order: {order}.",
+        f"The {ordinal} one is the {chosen.label}, from {fmt_time(chosen.start)} to {fmt_time(chosen.end)}.",
+        f"The {chosen.label} is option {letter}.",
+    ]
+    return Question(timeline, f"Which shape appeared {ordinal}?", options, letter, steps)
+
+
+def audio_only(rng: np.random.Generator, config: SynthConfig, target: int) -> Question:
+    """Control: "Which sound played second?" needs the sound track only. The clip
+    plays exactly the num_options listed sounds, once each, in random order."""
+    total, scenes = _layout(rng, config)
+    kinds = [str(k) for k in rng.permutation(LISTED_SOUNDS)[: config.num_options]]
+    spans = partition(rng, total, [slots_of(k) + 1 for k in kinds])  # +1: a little silence after each
+    sounds = [sound_at(kind, a) for kind, (a, _) in zip(kinds, spans)]
+    timeline = Timeline(total * GRID, scenes, sounds)
+    position = int(rng.integers(len(timeline.sounds)))
+    last = position == len(timeline.sounds) - 1
+    ordinal = "last" if last else ORDINALS[position]
+    chosen = timeline.sounds[position]
+    others = [s.kind for s in timeline.sounds if s is not chosen]
+    options = arrange(rng, f"the {chosen.kind}", [f"the {k}" for k in others], target)
+    letter = letter_of(options, f"the {chosen.kind}")
+    order = ", ".join(f"the {s.kind}" for s in timeline.sounds)
+    steps = [
+        f"The sounds play in this order: {order}.",
+        f"The {ordinal} one is the {chosen.kind}, at {fmt_time(chosen.start)}.",
+        f"The {chosen.kind} is option {letter}.",
+    ]
+    return Question(timeline, f"Which sound played {ordinal}?", options, letter, steps)
+
+
+def glitch_detection(rng: np.random.Generator, config: SynthConfig, target: int) -> Question:
+    """"Is this video manipulated?" — the analogue of synthetic-video detection.
+    Every clip has moving shapes and a falling shape whose landing makes a thud;
+    with target 0 (YES) one physically impossible event is planted: a shape
+    teleports, changes colour mid-motion, or the thud comes before the landing."""
+    n = max(int(rng.integers(config.min_scenes, config.max_scenes + 1)), config.num_options + 1)
+    drop_index = int(rng.integers(n))
+    total, scenes = _layout(rng, config, mins={drop_index: 5}, n=n)
+    # The falling shape: lands 1.5 or 2 s after it appears and rests at least 0.5 s.
+    drop = scenes[drop_index]
+    fall = float(rng.choice([1.5, 2.0]))
+    x = float(rng.uniform(0.3, 0.7))
+    drop = Scene(drop.colour, drop.shape, drop.start, drop.end, (x, 0.25), (x, 0.75), impact=drop.start + fall)
+    scenes[drop_index] = drop
+    manipulated = target == 0
+    glitch = str(rng.choice(GLITCH_KINDS)) if manipulated else None
+    if glitch in ("teleport", "colour_change"):
+        candidates = [i for i in range(n) if i != drop_index]
+        i = int(rng.choice(candidates))
+        s = scenes[i]
+        start_pos, end_pos = random_path(rng, moving=True)
+        a, b = _slots(s)
+        when = float(rng.integers(a + 1, b)) * GRID
+        if glitch == "teleport":
+            frac = (when - s.start) / (s.end - s.start)
+            x_at = start_pos[0] + frac * (end_pos[0] - start_pos[0])
+            jump = (-0.3 if x_at > 0.5 else 0.3, 0.0)
+            scenes[i] = Scene(s.colour, s.shape, s.start, s.end, start_pos, end_pos, None, glitch, when, None, jump)
+        else:
+            new = str(rng.choice([c for c in COLOURS if c != s.colour]))
+            scenes[i] = Scene(s.colour, s.shape, s.start, s.end, start_pos, end_pos, None, glitch, when, new)
+    book = SlotBook(total)
+    thud_slot = int(round(drop.impact / GRID)) - (2 if glitch == "early_sound" else 0)
+    book.take(thud_slot, 1)
+    sounds = [sound_at("thud", thud_slot)] + _add_distractor_sounds(rng, config, book, set())
+    timeline = Timeline(total * GRID, scenes, sounds)
+
+    anomalies = find_anomalies(timeline)
+    answer = "YES" if anomalies else "NO"
+    if not anomalies:
+        (thud,) = sounds_of(timeline, "thud")
+        steps = [
+            f"The {drop.label} falls and lands at the bottom at {fmt_time(drop.impact)}.",
+            f"The thud plays at {fmt_time(thud.start)}, just when it lands.",
+            "Every shape moves smoothly and keeps its colour.",
+            "Nothing impossible happens, so the video is not manipulated.",
+        ]
+    else:
+        kind, scene, when = anomalies[0]
+        if kind == "teleport":
+            steps = [
+                f"The {scene.label} moves from {fmt_time(scene.start)} to {fmt_time(scene.end)}.",
+                f"At {fmt_time(when)} it jumps to another place without crossing the space between.",
+                "A real object cannot jump like that.",
+            ]
+        elif kind == "colour_change":
+            steps = [
+                f"The {scene.label} moves from {fmt_time(scene.start)} to {fmt_time(scene.end)}.",
+                f"At {fmt_time(when)} it turns {scene.colour_at(when)} while it is moving.",
+                "A real object does not change colour like that.",
+            ]
+        else:
+            steps = [
+                f"The {scene.label} falls and lands at the bottom at {fmt_time(scene.impact or 0.0)}.",
+                f"The thud plays at {fmt_time(when)}, before the {scene.shape} lands.",
+                "A sound cannot come before its cause.",
+            ]
+        steps.append("So the video is manipulated.")
+    return Question(timeline, GLITCH_QUESTION, [], answer, steps, {"glitch": glitch})
+
+
+FAMILY_BUILDERS: dict[str, Callable[[np.random.Generator, SynthConfig, int], Question]] = {
+    "cross_modal_alignment": cross_modal_alignment,
+    "cross_modal_counting": cross_modal_counting,
+    "temporal_order": temporal_order,
+    "visual_only": visual_only,
+    "audio_only": audio_only,
+    "glitch_detection": glitch_detection,
+}

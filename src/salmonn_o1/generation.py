@@ -1,0 +1,143 @@
+"""Token-by-token decoding over the LLM with a KV cache that outlives one turn.
+
+`transformers.generate` cannot continue a conversation from its own cache
+with new user tokens appended, which the two-turn reasoning protocol needs
+("What is the final answer...?" after the reasoning) without re-encoding the
+video. This loop can: a `DecodeState` keeps the cache, the attention mask
+(holes where finished samples idled) and the last sampled token of each
+sample, which is not in the cache yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class SamplingConfig:
+    """Greedy when `do_sample` is False; otherwise temperature / top-k / top-p sampling, seeded."""
+
+    max_new_tokens: int = 512
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        if self.do_sample and self.temperature <= 0:
+            raise ValueError("temperature must be > 0 when sampling")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+
+
+@dataclass
+class DecodeState:
+    """What a later turn needs to continue the same sequences."""
+
+    cache: object
+    attention_mask: torch.Tensor  # (B, cached length) 1 = real token
+    pending: list[int | None]  # the last sampled token of each sample, not yet fed to the model
+    tokens_fed: int = 0  # forward positions processed, for accounting
+
+
+@dataclass
+class DecodeResult:
+    tokens: list[list[int]]  # new tokens per sample, the stop token included when produced
+    finished: list[bool]  # stopped on a stop token (vs ran out of max_new_tokens)
+    state: DecodeState
+    forward_passes: int = 0
+    generated: int = field(default=0)
+
+
+def pick_next(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """(B, V) logits -> (B,) token ids."""
+    if not sampling.do_sample:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / sampling.temperature
+    if sampling.top_k > 0:
+        kth = torch.topk(logits, min(sampling.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # Drop tokens once the mass before them already reaches top_p (the first token always stays).
+        drop = probs.cumsum(-1) - probs >= sampling.top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+
+
+def _forward(language_model: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, cache, new_len: int):
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -new_len:]
+    out = language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache,
+                         use_cache=True)
+    return out.logits[:, -1], out.cache
+
+
+def decode(
+    language_model: nn.Module,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    sampling: SamplingConfig,
+    stop_token_ids: set[int],
+    pad_token_id: int,
+    state: DecodeState | None = None,
+    on_token: Callable[[int, int], None] | None = None,
+) -> DecodeResult:
+    """Feed `inputs_embeds` (after `state`, if continuing) and generate until every sample stops.
+
+    inputs_embeds: (B, L, H) new positions; attention_mask: (B, L) for them (left padding allowed).
+    on_token(sample_index, token_id) is called for every generated token (for streaming).
+    """
+    generator = None
+    if sampling.do_sample:
+        generator = torch.Generator().manual_seed(sampling.seed if sampling.seed is not None else 0)
+    embed = language_model.get_input_embeddings()
+    batch = inputs_embeds.shape[0]
+    device = inputs_embeds.device
+    cache = None
+    mask = attention_mask.long()
+    if state is not None:
+        pending = torch.tensor([p if p is not None else pad_token_id for p in state.pending], device=device)
+        pending_mask = torch.tensor([[p is not None] for p in state.pending], device=device, dtype=torch.long)
+        inputs_embeds = torch.cat([embed(pending).unsqueeze(1).to(inputs_embeds.dtype), inputs_embeds], dim=1)
+        mask = torch.cat([state.attention_mask, pending_mask, mask], dim=1)
+        cache = state.cache
+    new_len = inputs_embeds.shape[1]
+    logits, cache = _forward(language_model, inputs_embeds, mask, cache, new_len)
+    passes, fed = 1, new_len
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    stopped = [False] * batch
+    pending: list[int | None] = [None] * batch
+    for step in range(sampling.max_new_tokens):
+        # Invariant: everything sampled before this step has been fed; `logits` predict this step.
+        sampling_now = [not s for s in stopped]
+        next_ids = pick_next(logits, sampling, generator)
+        for i in range(batch):
+            if sampling_now[i]:
+                token = int(next_ids[i])
+                tokens[i].append(token)
+                if on_token is not None:
+                    on_token(i, token)
+                stopped[i] = token in stop_token_ids
+        if all(stopped) or step == sampling.max_new_tokens - 1:
+            pending = [int(next_ids[i]) if sampling_now[i] else None for i in range(batch)]
+            break
+        feed = torch.tensor(sampling_now, device=device)
+        last = torch.where(feed, next_ids, torch.full_like(next_ids, pad_token_id))
+        mask = torch.cat([mask, feed.long().unsqueeze(1)], dim=1)
+        logits, cache = _forward(language_model, embed(last).unsqueeze(1), mask, cache, 1)
+        passes += 1
+        fed += 1
+    result_state = DecodeState(cache=cache, attention_mask=mask, pending=pending,
+                               tokens_fed=(state.tokens_fed if state else 0) + fed)
+    return DecodeResult(tokens=tokens, finished=stopped, state=result_state, forward_passes=passes,
+                        generated=sum(len(t) for t in tokens))

@@ -1,0 +1,242 @@
+"""Asking the model about a video: the released two-turn reasoning protocol.
+
+Turn 1 generates the reasoning steps; turn 2 appends the user turn "What is
+the final answer to the question based on your thinking steps?" to the same
+conversation and generates the answer, continuing from turn 1's KV cache
+instead of re-encoding the video (the release re-encodes everything).
+Many questions about one video share one encoding of its frames and audio.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from salmonn_o1.chat import follow_up_ids
+from salmonn_o1.generation import SamplingConfig, decode
+from salmonn_o1.processor import MediaFeatures, MediaInput, SalmonnO1Processor
+from salmonn_o1.prompts import FINAL_ANSWER_QUESTION, IM_END, format_question
+from salmonn_o1.reasoning import split_steps
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "mini"
+
+
+@dataclass
+class Question:
+    """One question about one media input (None = text only)."""
+
+    media: MediaInput | MediaFeatures
+    question: str
+    options: list[str] | None = None
+    reasoning: bool = True
+
+
+@dataclass
+class AnswerResult:
+    question: str
+    options: list[str] | None
+    reasoning: str | None  # turn-1 text, None for direct answers
+    steps: list[str]
+    answer_text: str  # turn-2 text (or the direct answer)
+    answer: str | None  # extracted letter / YES / NO / free text; None if unparseable
+    raw_text: str  # "Reasoning: ...\nAnswer: ..." as the release writes it
+    timings: dict = field(default_factory=dict)
+    tokens: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_model_source() -> str:
+    """The shipped miniature model; the tiny random model (with a warning) until it exists."""
+    if (DEFAULT_MODEL_DIR / "config.json").exists():
+        return str(DEFAULT_MODEL_DIR)
+    warnings.warn("no shipped model found: using the tiny *random* model; answers are meaningless",
+                  stacklevel=2)
+    return "tiny"
+
+
+class SalmonnO1Pipeline:
+    """`pipe.ask(video, question, options)` -> steps + answer, on CPU or GPU."""
+
+    def __init__(self, model, processor: SalmonnO1Processor):
+        self.model = model
+        self.processor = processor
+        tokenizer = processor.tokenizer
+        self.im_end_id = tokenizer.convert_tokens_to_ids(IM_END)
+        self.stop_ids = {self.im_end_id}
+        if tokenizer.eos_token_id is not None:
+            self.stop_ids.add(tokenizer.eos_token_id)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.im_end_id
+        self.encoder_calls = 0  # media encodings run, for tests and benchmarks
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | None = None, device: str = "auto", dtype: str = "auto", **kwargs
+    ) -> SalmonnO1Pipeline:
+        from salmonn_o1.checkpoints import load_model_and_processor
+
+        model, processor = load_model_and_processor(source or default_model_source(), device=device, dtype=dtype,
+                                                    **kwargs)
+        return cls(model, processor)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ---- public API ----
+    def ask(self, media: MediaInput, question: str, options: list[str] | None = None, reasoning: bool = True,
+            stream=None, **generation) -> AnswerResult:
+        """One question. `generation`: max_new_tokens, do_sample, temperature, top_p, top_k, seed,
+        answer_max_new_tokens. `stream(text_piece)` receives turn-1 text as it is generated."""
+        return self.ask_batch([Question(media, question, options, reasoning)], stream=stream, **generation)[0]
+
+    def ask_many(self, media: MediaInput, questions: list[tuple[str, list[str] | None]], reasoning: bool = True,
+                 **generation) -> list[AnswerResult]:
+        """Several questions about one video: it is decoded and encoded once."""
+        features = self.features(media)
+        return self.ask_batch([Question(features, q, o, reasoning) for q, o in questions], **generation)
+
+    def sample(self, media: MediaInput, question: str, options: list[str] | None = None,
+               num_return_sequences: int = 1, **generation) -> list[AnswerResult]:
+        """`num_return_sequences` sampled reasoning paths for one question (rollouts, Major@k)."""
+        generation.setdefault("do_sample", True)
+        features = self.features(media)
+        return self.ask_batch([Question(features, question, options, True)] * num_return_sequences, **generation)
+
+    def features(self, media: MediaInput | MediaFeatures) -> MediaFeatures | None:
+        if media is None or isinstance(media, MediaFeatures):
+            return media
+        return self.processor.media_features(media)
+
+    # ---- the work ----
+    @torch.no_grad()
+    def ask_batch(self, questions: list[Question], stream=None, answer_max_new_tokens: int | None = None,
+                  reuse_cache: bool = True, **generation) -> list[AnswerResult]:
+        """Questions about any mix of media, answered as one left-padded batch.
+
+        reuse_cache=False runs the answer turn as the release does: the media is
+        encoded again and the whole conversation is prefilled from scratch.
+        """
+        sampling = SamplingConfig(**generation)
+        started = time.perf_counter()
+        features = [self.features(q.media) for q in questions]
+        sequences = self._encode_unique(features)
+        prompts = [self._prompt_text(q) for q in questions]
+        samples = [self.processor.encode(p, f) for p, f in zip(prompts, features)]
+        batch = self.processor.collate(samples, padding_side="left")
+        input_ids = batch["input_ids"].to(self.device)
+        attention_mask = batch["attention_mask"].to(self.device)
+        embeds = self.model.splice_media(input_ids, sequences)
+        encoded = time.perf_counter()
+
+        on_token = None
+        if stream is not None and len(questions) == 1:
+            on_token = _Streamer(self.processor.tokenizer, stream, self.stop_ids)
+        first = decode(self.model.language_model, embeds, attention_mask, sampling, self.stop_ids, self.pad_id,
+                       on_token=on_token)
+        turn1 = time.perf_counter()
+        texts = [self._text(t) for t in first.tokens]
+
+        answers = texts
+        second = None
+        needs_answer = [q.reasoning for q in questions]
+        if any(needs_answer):
+            follow = torch.tensor([follow_up_ids(self.processor.tokenizer, FINAL_ANSWER_QUESTION)] * len(questions),
+                                  device=self.device)
+            answer_sampling = SamplingConfig(
+                **{**asdict(sampling), "max_new_tokens": answer_max_new_tokens or sampling.max_new_tokens}
+            )
+            if reuse_cache:
+                second = decode(self.model.language_model, self.model.get_input_embeddings()(follow),
+                                torch.ones_like(follow), answer_sampling, self.stop_ids, self.pad_id,
+                                state=first.state)
+            else:
+                second = self._answer_from_scratch(samples, features, first.tokens, follow, answer_sampling)
+            answers = [self._text(t) if needs else text
+                       for t, needs, text in zip(second.tokens, needs_answer, texts)]
+        finished = time.perf_counter()
+
+        results = []
+        for i, q in enumerate(questions):
+            reasoning = texts[i] if q.reasoning else None
+            answer_text = answers[i]
+            answer = _extract(answer_text, q.options)
+            if answer is None and reasoning:
+                answer = _extract(reasoning, q.options)
+            raw = f"Reasoning: {reasoning}\nAnswer: {answer_text}" if reasoning is not None else answer_text
+            results.append(AnswerResult(
+                question=q.question, options=q.options, reasoning=reasoning,
+                steps=split_steps(reasoning) if reasoning else [], answer_text=answer_text, answer=answer,
+                raw_text=raw,
+                timings={"encode_s": encoded - started, "reasoning_s": turn1 - encoded,
+                         "answer_s": finished - turn1, "total_s": finished - started},
+                tokens={"prompt": int(attention_mask[i].sum()), "reasoning": len(first.tokens[i]),
+                        "answer": len(second.tokens[i]) if second is not None and q.reasoning else 0},
+            ))
+        return results
+
+    def _answer_from_scratch(self, samples, features, reasoning_tokens, follow, sampling):
+        """The release's second turn: re-encode the media, prefill prompt + reasoning + follow-up."""
+        from salmonn_o1.processor import EncodedSample
+
+        continued = []
+        for sample, reasoning, follow_ids in zip(samples, reasoning_tokens, follow):
+            ids = sample.input_ids + reasoning + follow_ids.tolist()
+            continued.append(EncodedSample(ids, [-100] * len(ids), sample.media))
+        batch = self.processor.collate(continued, padding_side="left")
+        embeds = self.model.splice_media(batch["input_ids"].to(self.device), self._encode_unique(features))
+        return decode(self.model.language_model, embeds, batch["attention_mask"].to(self.device), sampling,
+                      self.stop_ids, self.pad_id)
+
+    def _prompt_text(self, q: Question) -> str:
+        return format_question(q.question, q.options, reasoning=q.reasoning)
+
+    def _encode_unique(self, features: list[MediaFeatures | None]) -> list[torch.Tensor | None]:
+        """Encode each distinct media input once, however many questions ask about it."""
+        from salmonn_o1.processor import collate_media
+
+        cache: dict[int, torch.Tensor | None] = {}
+        for f in features:
+            if f is None or id(f) in cache:
+                continue
+            batch = {k: v.to(self.device) for k, v in collate_media([f]).items()}
+            cache[id(f)] = self.model.encode_media(
+                batch.get("pixel_values"), batch.get("input_features"), batch["media_kind"],
+                batch["frames_per_sample"], batch["chunks_per_sample"], batch["durations"], batch.get("frame_times"),
+            )[0]
+            self.encoder_calls += 1
+        return [None if f is None else cache[id(f)] for f in features]
+
+    def _text(self, tokens: list[int]) -> str:
+        tokens = [t for t in tokens if t not in self.stop_ids]
+        return self.processor.tokenizer.decode(tokens, skip_special_tokens=False).strip()
+
+
+def _extract(text: str, options: list[str] | None) -> str | None:
+    from salmonn_o1.eval.extract import extract_answer
+
+    return extract_answer(text, options or [])
+
+
+class _Streamer:
+    """Decodes incrementally and passes only the new text on (tokens can span characters)."""
+
+    def __init__(self, tokenizer, sink, stop_ids: set[int]):
+        self.tokenizer, self.sink, self.stop_ids = tokenizer, sink, stop_ids
+        self.ids: list[int] = []
+        self.printed = 0
+
+    def __call__(self, index: int, token: int) -> None:
+        if token in self.stop_ids:
+            return
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        if not text.endswith("\ufffd"):
+            self.sink(text[self.printed:])
+            self.printed = len(text)
+
