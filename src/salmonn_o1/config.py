@@ -199,9 +199,10 @@ def tiny_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> 
 def mini_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> SalmonnO1Config:
     """The shipped miniature model: the full architecture at a few million parameters.
 
-    64 px frames with 8 px patches give an 8x8 grid, 4x4 after pooling (20
-    tokens per frame with newlines): enough to tell AVR-Synth's colours and
-    shapes apart; 32 mel bins are enough to tell its tones apart.
+    64 px frames with 8 px patches give an 8x8 grid that the tower sees whole;
+    4x4 max pooling keeps 2x2 (6 tokens per frame with newlines), which keeps
+    CPU training affordable while AVR-Synth's one-shape scenes stay legible;
+    32 mel bins are enough to tell its tones apart.
     """
     config = dict(
         vision_config=SiglipVisionConfig(
@@ -222,6 +223,7 @@ def mini_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> 
             num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=4096,
             tie_word_embeddings=False,
         ),
+        spatial_pool_stride=4,
         media_token_id=media_token_id,
         # No pretrained encoders exist at this size: they are trained with the rest.
         freeze_vision_tower=False,

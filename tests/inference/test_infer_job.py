@@ -105,7 +105,7 @@ def test_cli_exit_codes_and_messages(workdir, tmp_path, capsys):
 def test_two_process_accelerate_run_shards_and_merges(workdir, tmp_path):
     out = tmp_path / "pred.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "-m", "salmonn_o1.cli", "infer", "--data", str(workdir / "items.jsonl"), "--out", str(out),
                "--model", str(workdir / "model"), *FAST]

@@ -19,7 +19,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="predictions JSONL (appended; re-running resumes)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding media")
-    parser.add_argument("--answer-max-new-tokens", type=int, default=64)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_arguments(parser)
     add_generation_arguments(parser)
@@ -35,14 +34,16 @@ def run(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     state = None
     if world_size > 1:
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        # CPU runs (gloo) must say so: `accelerate launch --multi_gpu` on a machine without CUDA.
+        state = PartialState(cpu=not torch.cuda.is_available())
         rank, world_size = state.process_index, state.num_processes
         if args.device == "auto" and state.device.type == "cuda":
             args.device = str(state.device)
     pipeline = load_pipeline(args)
-    generation = generation_kwargs(args) | {"answer_max_new_tokens": args.answer_max_new_tokens}
+    generation = generation_kwargs(args)
     summary = run_inference(
         args.data, args.out, pipeline, batch_size=args.batch_size, num_workers=args.num_workers,
         reasoning=not args.no_reasoning, generation=generation, rank=rank, world_size=world_size,

@@ -1,0 +1,224 @@
+"""Decoding with PyAV: frames at 2 fps by timestamp, audio as 16 kHz mono float32.
+
+Frames are chosen by the released rule (every round(native_fps / fps)-th
+frame; more than `max_frames` -> exactly `max_frames` spread by linspace),
+expressed as target *timestamps*, so variable-frame-rate files work. Decoding
+seeks only when the next target is far ahead (a long video is not decoded
+whole) and otherwise keeps decoding, which is fastest for long GOPs.
+Every failure is one `MediaError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import av
+import numpy as np
+
+from salmonn_o1.errors import MediaError
+from salmonn_o1.media_types import SAMPLE_RATE, DecodedMedia
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+SEEK_AHEAD_SECONDS = 2.0  # seek when the next wanted frame is further ahead than this
+
+
+def sample_frame_times(duration: float, native_fps: float, fps: float = 2.0, max_frames: int = 60) -> np.ndarray:
+    """Target timestamps (s) of the frames to keep, by the released rule.
+
+    native frames N = round(duration * native_fps); step = max(round(native_fps / fps), 1);
+    indices range(0, N, step), or linspace(0, N - 1, max_frames) when there are more.
+    """
+    if duration <= 0:
+        return np.zeros(1)
+    if not native_fps or native_fps <= 0 or not math.isfinite(native_fps):
+        times = np.arange(0.0, duration, 1.0 / fps)
+        return times if len(times) <= max_frames else np.linspace(0, times[-1], max_frames)
+    total = max(1, int(round(duration * native_fps)))
+    step = max(round(native_fps / fps), 1)
+    indices = np.arange(0, total, step)
+    if len(indices) > max_frames:
+        indices = np.linspace(0, total - 1, max_frames).astype(int)
+    return indices / native_fps
+
+
+def load_media(path: str | Path, fps: float = 2.0, max_frames: int = 60, kind: str | None = None,
+               frame_size: int | None = None) -> DecodedMedia:
+    """A video (frames + audio), an audio file (audio only) or an image (one frame)."""
+    path = _check_path(path)
+    if kind == "image" or (kind is None and path.suffix.lower() in IMAGE_SUFFIXES):
+        return load_image(path, frame_size)
+    container = _open(path)
+    with container:
+        has_video = bool(container.streams.video) and kind != "audio"
+        if not has_video and not container.streams.audio:
+            raise MediaError(f"{path}: no video or audio stream")
+        if has_video:
+            return _decode_video(container, path, fps, max_frames, frame_size)
+        audio = _decode_audio(container, path)
+        return DecodedMedia(None, np.zeros(0), audio, len(audio) / SAMPLE_RATE, True, "audio", str(path))
+
+
+def load_video(path: str | Path, fps: float = 2.0, max_frames: int = 60, frame_size: int | None = None) -> DecodedMedia:
+    media = load_media(path, fps, max_frames, kind="video", frame_size=frame_size)
+    if media.kind != "video":
+        raise MediaError(f"{path}: no video stream")
+    return media
+
+
+def load_audio(path: str | Path) -> DecodedMedia:
+    return load_media(path, kind="audio")
+
+
+def load_image(path: str | Path, frame_size: int | None = None) -> DecodedMedia:
+    from PIL import Image, UnidentifiedImageError
+
+    path = _check_path(path)
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            if frame_size:
+                image = image.resize((frame_size, frame_size), Image.BICUBIC)
+            frame = np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise MediaError(f"{path}: not a readable image ({error})") from error
+    return DecodedMedia(frame[None], np.zeros(1), None, 0.0, False, "image", str(path))
+
+
+def _check_path(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a directory, not a media file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: empty file")
+    return path
+
+
+def _open(path: Path):
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise MediaError(f"{path}: unreadable or unsupported container ({error})") from error
+
+
+def _stream_duration(container, stream) -> float:
+    if container.duration:
+        return container.duration / av.time_base
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return 0.0
+
+
+def _decode_video(container, path: Path, fps: float, max_frames: int, frame_size: int | None) -> DecodedMedia:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    native_fps = float(stream.average_rate or stream.guessed_rate or 0)
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    duration = _stream_duration(container, stream)
+    targets = sample_frame_times(duration, native_fps, fps, max_frames) if duration > 0 else None
+    half_frame = 0.5 / native_fps if native_fps > 0 else 0.0
+    frames, times = [], []
+    try:
+        if targets is None:  # no duration known: decode everything, then subsample by time
+            decoded = [(f.time - start, f) for f in container.decode(stream) if f.time is not None]
+            if not decoded:
+                raise MediaError(f"{path}: no decodable video frames (zero-length video)")
+            duration = decoded[-1][0] + (1 / native_fps if native_fps else 0)
+            targets = sample_frame_times(duration, native_fps, fps, max_frames)
+            source = iter(decoded)
+        else:
+            source = _timed_frames(container, stream, start)
+        current = next(source, None)
+        for target in targets:
+            if current is not None and target - current[0] > SEEK_AHEAD_SECONDS and isinstance(source, _Seekable):
+                source.seek(target)
+                current = next(source, None)
+            while current is not None and current[0] < target - half_frame - 1e-6:
+                following = next(source, None)
+                if following is None:
+                    break  # past the end: keep the last frame
+                current = following
+            if current is None:
+                break
+            times.append(current[0])
+            frames.append(_to_rgb(current[1], frame_size))
+    except av.error.FFmpegError as error:
+        if not frames:
+            raise MediaError(f"{path}: corrupt or truncated video ({error})") from error
+    if not frames:
+        raise MediaError(f"{path}: no decodable video frames (zero-length or truncated video)")
+    if duration <= 0:
+        duration = times[-1] + (1 / native_fps if native_fps else 1 / fps)
+    audio, has_audio = None, bool(container.streams.audio)
+    if has_audio:
+        try:
+            audio = _decode_audio(container, path)
+        except MediaError:
+            has_audio = False
+    expected = int(round(duration * SAMPLE_RATE))
+    audio = np.zeros(expected, np.float32) if audio is None else _fit(audio, expected)
+    return DecodedMedia(np.stack(frames), np.asarray(times), audio, float(duration), has_audio, "video", str(path))
+
+
+class _Seekable:
+    """Iterates (time, frame) of a stream from its start, and can jump ahead by seeking."""
+
+    def __init__(self, container, stream, start: float):
+        self.container, self.stream, self.start = container, stream, start
+        self._frames = container.decode(stream)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            frame = next(self._frames)
+            if frame.time is not None:
+                return frame.time - self.start, frame
+
+    def seek(self, target: float) -> None:
+        offset = int((target + self.start) / self.stream.time_base)
+        self.container.seek(offset, stream=self.stream, backward=True, any_frame=False)
+        self._frames = self.container.decode(self.stream)
+
+
+def _timed_frames(container, stream, start: float) -> _Seekable:
+    return _Seekable(container, stream, start)
+
+
+def _to_rgb(frame, frame_size: int | None) -> np.ndarray:
+    if frame_size:
+        return frame.to_ndarray(format="rgb24", width=frame_size, height=frame_size, interpolation="BICUBIC")
+    return frame.to_ndarray(format="rgb24")
+
+
+def _decode_audio(container, path: Path) -> np.ndarray:
+    """The first audio stream as 16 kHz mono float32 (channels averaged, not FFmpeg's +3 dB downmix)."""
+    container.seek(0)
+    stream = container.streams.audio[0]
+    resampler = None
+    pieces = []
+    try:
+        for frame in container.decode(stream):
+            if resampler is None:
+                resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=SAMPLE_RATE)
+            for out in resampler.resample(frame):
+                pieces.append(out.to_ndarray())
+        if resampler is not None:
+            for out in resampler.resample(None):
+                pieces.append(out.to_ndarray())
+    except av.error.FFmpegError as error:
+        if not pieces:
+            raise MediaError(f"{path}: corrupt audio stream ({error})") from error
+    if not pieces:
+        raise MediaError(f"{path}: audio stream has no decodable samples")
+    audio = np.concatenate(pieces, axis=1).mean(axis=0)
+    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+def _fit(audio: np.ndarray, length: int) -> np.ndarray:
+    if len(audio) >= length:
+        return audio[:length]
+    return np.pad(audio, (0, length - len(audio)))
