@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "salmonn_o1.commands.infer",
     "salmonn_o1.commands.synth",
     "salmonn_o1.commands.eval",
+    "salmonn_o1.commands.train",
 ]
 
 
@@ -34,7 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # `train sft --config R a.b=1 c=2`: key=value overrides may follow the options
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         result = args.func(args)
     except SalmonnError as error:

@@ -15,3 +15,7 @@ class CheckpointError(SalmonnError):
 
 class DataError(SalmonnError):
     """A data file (JSONL items, predictions, recipes) with a malformed entry."""
+
+
+class RecipeError(SalmonnError, ValueError):
+    """A training recipe with an unknown key, a wrong type or a missing file."""

@@ -218,9 +218,12 @@ class SalmonnO1Pipeline:
 
 
 def _extract(text: str, options: list[str] | None) -> str | None:
+    """A letter when there are options; otherwise YES/NO if stated, else the concluding phrase."""
     from salmonn_o1.eval.extract import extract_answer
 
-    return extract_answer(text, options or [])
+    if options:
+        return extract_answer(text, options, kind="choice")
+    return extract_answer(text, kind="yes_no") or extract_answer(text, kind="open")
 
 
 class _Streamer:

@@ -1,0 +1,42 @@
+"""`salmonn-o1 train sft|pdpo --config RECIPE [key=value ...]`: recipe-driven training.
+
+Run under `accelerate launch` for several processes or GPUs (configs in
+recipes/accelerate/); a plain `salmonn-o1 train` runs one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train from a recipe (reasoning SFT or pDPO)",
+        description="Train from a YAML recipe; trailing key=value pairs override it (e.g. optim.lr=1e-4). "
+        "Checkpoints go to run.out_dir/checkpoint-N; --resume continues the latest one exactly.",
+    )
+    parser.add_argument("stage", choices=["sft", "pdpo"], help="training stage")
+    parser.add_argument("--config", required=True, help="recipe YAML (see recipes/)")
+    parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None,
+                        help="resume from the latest checkpoint in run.out_dir, or from the given checkpoint dir")
+    parser.add_argument("--stop-at", type=int, default=None, help="stop (after checkpointing) at this step")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from salmonn_o1.train.recipe import load_recipe
+
+    recipe = load_recipe(args.config, args.overrides)
+    resume = args.resume or False
+    if args.stage == "sft":
+        from salmonn_o1.train.sft import build_sft
+
+        result = build_sft(recipe).train(resume=resume, stop_at_step=args.stop_at)
+    else:
+        from salmonn_o1.pdpo.pipeline import run_pdpo
+
+        result = run_pdpo(recipe, resume=resume)
+    print(f"trained to step {result.step}; skipped examples: {result.skipped}; "
+          f"model: {result.final_dir or result.out_dir}")
+    return 0

@@ -1,0 +1,61 @@
+"""Reasoning SFT: `run_sft(recipe)` = model + planned examples + CE objective on the shared engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from salmonn_o1.data.schema import Item
+from salmonn_o1.inference import Question, SalmonnO1Pipeline
+from salmonn_o1.processor import MediaFeatures, SalmonnO1Processor
+from salmonn_o1.train.model_setup import build_model
+from salmonn_o1.train.recipe import DataSource, Recipe, load_recipe
+from salmonn_o1.train.sft_data import ItemSource, SFTExamples, SFTObjective, sft_conversation
+from salmonn_o1.train.trainer import Trainer, TrainResult
+
+
+class DevEvaluation:
+    """Dev loss and answer accuracy (two-turn reasoning through the inference pipeline) on a fixed subset."""
+
+    def __init__(self, spec: DataSource, processor: SalmonnO1Processor, n: int, synthetic_size: int,
+                 max_new_tokens: int = 256):
+        source = ItemSource(spec, processor, synthetic_size)
+        count = n if source.size is None else min(n, source.size)
+        self.items: list[Item] = [source.item(i) for i in range(count)]
+        self.features: list[MediaFeatures | None] = [source.media(i) for i in range(count)]
+        self.processor = processor
+        self.max_new_tokens = max_new_tokens
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        objective = SFTObjective(self.processor)
+        samples = [self.processor.encode(sft_conversation(item, True), f, add_generation_prompt=False)
+                   for item, f in zip(self.items, self.features)]
+        batch = objective.collate(samples)
+        loss, _ = objective.loss(model, {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()})
+        pipe = SalmonnO1Pipeline(model, self.processor)
+        questions = [Question(f, item.question, item.options or None, True) for item, f in zip(self.items, self.features)]
+        results = pipe.ask_batch(questions, max_new_tokens=self.max_new_tokens)
+        correct = sum(r.answer == item.answer for r, item in zip(results, self.items))
+        return {"dev_loss": round(float(loss), 5), "dev_accuracy": round(correct / max(1, len(self.items)), 4),
+                "dev_items": len(self.items)}
+
+
+def build_sft(recipe: Recipe) -> Trainer:
+    model, processor = build_model(recipe.model)
+    total = recipe.optim.max_steps * recipe.optim.batch_size * recipe.optim.grad_accum
+    dataset = SFTExamples(recipe.data, processor, total, recipe.run.seed)
+    evaluate = None
+    if recipe.data.dev is not None and recipe.run.eval_every:
+        evaluate = DevEvaluation(recipe.data.dev, processor, recipe.data.dev_items, recipe.data.synthetic_size)
+    return Trainer(recipe, model, processor, dataset, SFTObjective(processor), evaluate)
+
+
+def run_sft(recipe: Recipe | str | Path, overrides: list[str] | None = None, resume: bool | str = False,
+            stop_at_step: int | None = None) -> TrainResult:
+    """From Python: `run_sft("recipes/tiny-sft.yaml", ["optim.max_steps=10"])`."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    return build_sft(recipe).train(resume=resume, stop_at_step=stop_at_step)
