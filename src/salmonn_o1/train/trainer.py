@@ -211,6 +211,7 @@ class Trainer:
         end = min(recipe.optim.max_steps, stop_at_step or recipe.optim.max_steps)
         bar = tqdm(total=end, initial=step, desc=f"train {self.objective.name}", unit="step",
                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+        writer = self._tensorboard() if accelerator.is_main_process else None
         history: list[dict] = []
         window: dict[str, list[float]] = {}
         tokens, names, started, micro = 0, [], time.perf_counter(), 0
@@ -250,12 +251,18 @@ class Trainer:
             bar.set_postfix({k: record[k] for k in ("loss", "lr", "tokens_per_s") if k in record})
             if accelerator.is_main_process:
                 self._append(self.out_dir / "metrics.jsonl", record)
+                if writer is not None:
+                    for key, value in record.items():
+                        if isinstance(value, (int, float)) and key != "step":
+                            writer.add_scalar(f"train/{key}", value, step)
             if self.evaluate and recipe.run.eval_every and step % recipe.run.eval_every == 0:
                 self._evaluate(accelerator, model, step)
             if step % recipe.run.save_every == 0 or step == end:
                 self._save(accelerator, model, step, skipped_total)
             started = time.perf_counter()  # evaluation and saving are not training throughput
         bar.close()
+        if writer is not None:
+            writer.close()
         final = None
         if step >= recipe.optim.max_steps:
             final = self.out_dir / "final"
@@ -267,6 +274,16 @@ class Trainer:
         return TrainResult(step, self.out_dir, final, skipped_total, history)
 
     # ---- pieces ----
+    def _tensorboard(self):
+        """A SummaryWriter under out_dir/tensorboard when the tensorboard package is installed."""
+        if not self.recipe.run.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.out_dir / "tensorboard"))
+
     def _resume_point(self, resume: bool | str | Path) -> Path | None:
         if resume is False or resume is None:
             return None
