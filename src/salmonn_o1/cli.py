@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "salmonn_o1.commands.infer",
     "salmonn_o1.commands.synth",
     "salmonn_o1.commands.eval",
+    "salmonn_o1.commands.pdpo",
     "salmonn_o1.commands.train",
 ]
 

@@ -225,6 +225,9 @@ def mini_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> 
         ),
         spatial_pool_stride=4,
         media_token_id=media_token_id,
+        # AVR-Synth's steps state times ("from 3.5 s to 5.0 s"): a time token per frame
+        # saves a model this small from having to count frames to know them.
+        time_tokens=True,
         # No pretrained encoders exist at this size: they are trained with the rest.
         freeze_vision_tower=False,
         freeze_audio_encoder=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,28 @@ class AnswerResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class MajorityResult:
+    """Major@k: the most frequent readable answer over k sampled paths."""
+
+    answer: str | None  # None when no path gave a readable answer
+    counts: dict[str, int]  # answer -> votes (unreadable answers do not vote)
+    results: list[AnswerResult]
+
+    def to_dict(self) -> dict:
+        return {"answer": self.answer, "counts": self.counts, "results": [r.to_dict() for r in self.results]}
+
+
+def majority_vote(answers: list[str | None]) -> tuple[str | None, dict[str, int]]:
+    """The most frequent non-None answer and the vote counts; a tie goes to the answer seen first."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None, {}
+    best = max(counts.values())
+    winner = next(a for a in answers if a is not None and counts[a] == best)
+    return winner, dict(counts)
 
 
 def default_model_source() -> str:
@@ -107,6 +130,14 @@ class SalmonnO1Pipeline:
         generation.setdefault("do_sample", True)
         features = self.features(media)
         return self.ask_batch([Question(features, question, options, True)] * num_return_sequences, **generation)
+
+    def ask_majority(self, media: MediaInput, question: str, options: list[str] | None = None, k: int = 20,
+                     **generation) -> MajorityResult:
+        """Major@k (the paper's strongest non-training baseline, k = 20): sample k reasoning paths
+        (do_sample on unless turned off) and vote on their extracted answers."""
+        results = self.sample(media, question, options, num_return_sequences=k, **generation)
+        answer, counts = majority_vote([r.answer for r in results])
+        return MajorityResult(answer, counts, results)
 
     def features(self, media: MediaInput | MediaFeatures) -> MediaFeatures | None:
         if media is None or isinstance(media, MediaFeatures):

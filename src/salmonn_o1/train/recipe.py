@@ -50,6 +50,7 @@ class DataSource:
     synthetic: str | None = None
     weight: float = 1.0
     first_index: int = 0  # synthetic: index of the first clip of the split used
+    task: str = "qa"  # synthetic: "qa" (its question) or "describe" (dense timeline description)
 
 
 @dataclass

@@ -16,9 +16,10 @@ from torch.utils.data import Dataset
 
 from salmonn_o1.data.schema import Item, read_items
 from salmonn_o1.data.synthetic import generate_item, render_media
+from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, describe_item
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import EncodedSample, MediaFeatures, SalmonnO1Processor
-from salmonn_o1.prompts import FINAL_ANSWER_QUESTION
+from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION
 from salmonn_o1.train.recipe import DataRecipe, DataSource
 
 
@@ -29,8 +30,12 @@ class SkipExample(Exception):
 def sft_conversation(item: Item, reasoning: bool) -> list[dict]:
     """The released model's usage as targets: turn 1 the numbered steps, turn 2 the final answer.
 
-    Items without steps (or `reasoning=False`) train the direct answer in one turn.
+    Items without steps (or `reasoning=False`) train the direct answer in one turn;
+    description items (perception alignment) are one turn of numbered steps.
     """
+    if item.extras.get("task") == DESCRIBE_TASK:
+        steps = "\n".join(f"{i}. {step}{END_OF_STEP}" for i, step in enumerate(item.steps or [], start=1))
+        return [{"role": "user", "content": item.question}, {"role": "assistant", "content": steps}]
     gold = item.gold_reasoning() if reasoning else None
     if gold is None:
         return [{"role": "user", "content": item.model_question(reasoning=False)},
@@ -56,6 +61,8 @@ class ItemSource:
     def __init__(self, spec: DataSource, processor: SalmonnO1Processor, synthetic_size: int, cache_size: int = 0):
         if (spec.path is None) == (spec.synthetic is None):
             raise RecipeError(f"data source {spec}: give exactly one of path or synthetic")
+        if spec.task not in ("qa", DESCRIBE_TASK):
+            raise RecipeError(f"data source {spec.path or spec.synthetic}: task must be qa or {DESCRIBE_TASK}")
         if spec.weight <= 0:
             raise RecipeError(f"data source {spec.path or spec.synthetic}: weight must be > 0")
         self.spec = spec
@@ -81,6 +88,8 @@ class ItemSource:
     def item(self, index: int) -> Item:
         if self.items is not None:
             return self.items[index]
+        if self.spec.task == DESCRIBE_TASK:
+            return describe_item(self.spec.synthetic, self.spec.first_index + index)
         return generate_item(self.spec.synthetic, self.spec.first_index + index).item
 
     def media(self, index: int) -> MediaFeatures | None:

@@ -1,0 +1,214 @@
+"""docs/results.md, generated: the miniature model's variants on a held-out AVR-Synth test split.
+
+    .venv/bin/python -m salmonn_o1.experiments.results \\
+        --variant "reasoning SFT=runs/mini-sft/final:reasoning" \\
+        --variant "direct (same SFT model)=runs/mini-sft/final:direct" \\
+        --baseline "reasoning SFT" --n 1000 --out docs/results.md
+
+Each variant's predictions are cached under --work (append-and-resume), so a
+rerun only scores. Accuracy per category with 95% Wilson intervals, paired
+exact McNemar tests and bootstrap intervals against the baseline, the chance
+level per category, the pDPO cost table from pDPO stage summaries, and
+training curves from the runs' metrics logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from salmonn_o1.data.schema import Item, read_predictions
+from salmonn_o1.eval.metrics import Accuracy, accuracy, score_predictions
+from salmonn_o1.eval.paired import compare
+
+CROSS_MODAL = ("cross_modal_alignment", "cross_modal_counting", "temporal_order")
+
+
+@dataclass
+class Variant:
+    name: str
+    model: str
+    reasoning: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        name, _, rest = text.partition("=")
+        model, _, mode = rest.rpartition(":")
+        if not name or not model or mode not in ("reasoning", "direct"):
+            raise SystemExit(f"--variant {text!r}: expected NAME=MODEL_DIR:reasoning|direct")
+        return cls(name, model, mode == "reasoning")
+
+    @property
+    def slug(self) -> str:
+        return "".join(c if c.isalnum() else "-" for c in self.name.lower()).strip("-")
+
+
+def chance(item: Item) -> float:
+    return 1 / len(item.options) if item.options else 0.5
+
+
+def cell(acc: Accuracy) -> str:
+    return f"{100 * acc.value:.1f} [{100 * acc.low:.1f}, {100 * acc.high:.1f}]"
+
+
+def predict(variants: list[Variant], split: str, n: int, work: Path, batch_size: int) -> dict[str, Path]:
+    from salmonn_o1.experiments.synth_predict import predict_synthetic
+    from salmonn_o1.inference import SalmonnO1Pipeline
+
+    paths = {}
+    for variant in variants:
+        pipe = SalmonnO1Pipeline.from_pretrained(variant.model)
+        paths[variant.name] = predict_synthetic(pipe, split, n, work / f"{variant.slug}.jsonl",
+                                                reasoning=variant.reasoning, batch_size=batch_size)
+    return paths
+
+
+def accuracy_section(items: list[Item], variants: list[Variant], paths: dict[str, Path]) -> tuple[list[str], dict]:
+    scores = {v.name: score_predictions(items, read_predictions(paths[v.name])).items for v in variants}
+    groups = sorted({item.category for item in items})
+    lines = ["| category | n | chance | " + " | ".join(v.name for v in variants) + " |",
+             "|---|---:|---:|" + "---|" * len(variants)]
+    table: dict = {}
+    for group in [*groups, "overall"]:
+        members = [i for i, item in enumerate(items) if group in ("overall", item.category)]
+        level = sum(chance(items[i]) for i in members) / len(members)
+        cells = []
+        for v in variants:
+            acc = accuracy([scores[v.name][i] for i in members])
+            table.setdefault(v.name, {})[group] = {"correct": acc.correct, "total": acc.total,
+                                                  "accuracy": acc.value, "low": acc.low, "high": acc.high}
+            cells.append(cell(acc))
+        label = f"**{group}**" if group == "overall" else group
+        lines.append(f"| {label} | {len(members)} | {100 * level:.1f} | " + " | ".join(cells) + " |")
+    return lines, {"accuracy": table, "scores": scores}
+
+
+def paired_section(items: list[Item], variants: list[Variant], baseline: str, scores: dict) -> tuple[list[str], dict]:
+    lines = [f"Paired against **{baseline}** on the same items: accuracy difference (other - baseline) with a "
+             "95% paired-bootstrap interval, and the exact McNemar p-value.", "",
+             "| variant | subset | n | difference (points) | 95% CI | only baseline right | only variant right "
+             "| McNemar p |", "|---|---|---:|---:|---|---:|---:|---:|"]
+    results: dict = {}
+    base = scores[baseline]
+    subsets = {"overall": lambda item: True,
+               "cross-modal families": lambda item: item.category in CROSS_MODAL}
+    for v in variants:
+        if v.name == baseline:
+            continue
+        for subset, keep in subsets.items():
+            idx = [i for i, item in enumerate(items) if keep(item)]
+            result = compare([base[i].correct for i in idx], [scores[v.name][i].correct for i in idx])
+            results.setdefault(v.name, {})[subset] = result.__dict__
+            lines.append(f"| {v.name} | {subset} | {result.n} | {100 * result.diff:+.1f} | "
+                         f"[{100 * result.diff_low:+.1f}, {100 * result.diff_high:+.1f}] | {result.only_a} | "
+                         f"{result.only_b} | {result.p_value:.3g} |")
+    return lines, results
+
+
+def cost_section(summaries: list[str]) -> tuple[list[str], dict]:
+    """The pDPO cost table from stage summary JSON files (one per selection strategy)."""
+    if not summaries:
+        return ["No pDPO stage summaries were given (--pdpo-summary)."], {}
+    rows, data = [], {}
+    for path in summaries:
+        record = json.loads(Path(path).read_text())
+        data[path] = record
+        rows.append(record)
+    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float, str))})
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return lines, data
+
+
+def plot_curves(runs: list[str], out_dir: Path) -> list[Path]:
+    """Loss curves (and dev accuracy when logged) of each training run, one PNG per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for run in runs:
+        run_dir = Path(run)
+        metrics = run_dir / "metrics.jsonl"
+        if not metrics.exists():
+            continue
+        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        loss_key = "loss" if any("loss" in r for r in records) else next(iter(records[0]), "loss")
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        ax.plot([r["step"] for r in records if loss_key in r], [r[loss_key] for r in records if loss_key in r],
+                lw=0.8, label="train loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_yscale("log")
+        evals = run_dir / "eval.jsonl"
+        if evals.exists():
+            points = [json.loads(line) for line in evals.read_text().splitlines() if line.strip()]
+            twin = ax.twinx()
+            twin.plot([p["step"] for p in points], [p.get("dev_accuracy", float("nan")) for p in points], "o-",
+                      color="tab:orange", label="dev accuracy")
+            twin.set_ylabel("dev accuracy")
+            twin.set_ylim(0, 1)
+        ax.set_title(run_dir.name)
+        fig.tight_layout()
+        path = out_dir / f"curve-{run_dir.name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", action="append", required=True, help="NAME=MODEL_DIR:reasoning|direct")
+    parser.add_argument("--baseline", help="variant name the others are paired against (default: the first)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--work", default="runs/results", help="prediction cache (append-and-resume)")
+    parser.add_argument("--pdpo-summary", action="append", default=[], help="pDPO stage summary JSON")
+    parser.add_argument("--run", action="append", default=[], help="training run dir for curves")
+    parser.add_argument("--out", default="docs/results.md")
+    args = parser.parse_args(argv)
+    from salmonn_o1.experiments.synth_predict import synth_items
+
+    variants = [Variant.parse(v) for v in args.variant]
+    baseline = args.baseline or variants[0].name
+    out = Path(args.out)
+    assets = out.parent / "results"
+    assets.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    paths = predict(variants, args.split, args.n, Path(args.work), args.batch_size)
+    items = synth_items(args.split, args.n)
+    acc_lines, acc = accuracy_section(items, variants, paths)
+    paired_lines, paired = paired_section(items, variants, baseline, acc["scores"])
+    cost_lines, cost = cost_section(args.pdpo_summary)
+    curves = plot_curves(args.run, assets)
+    command = "python -m salmonn_o1.experiments.results " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    lines = ["# Results: the miniature model on AVR-Synth", "",
+             f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+             f"({platform.platform()}, CPU); {args.n} held-out `{args.split}` items rendered in memory "
+             f"(same content as `salmonn-o1 synth --split {args.split}`); scoring took "
+             f"{time.time() - started:.0f} s including generation. Do not edit by hand: rerun the command.", "",
+             "## Accuracy per category (%, 95% Wilson interval)", "", *acc_lines, "",
+             "## Paired tests", "", *paired_lines, "", "## pDPO cost", "", *cost_lines, ""]
+    if curves:
+        lines += ["## Training curves", ""] + [f"![{p.stem}](results/{p.name})" for p in curves] + [""]
+    variant_lines = [f"- **{v.name}**: `{v.model}`, {'two-turn reasoning' if v.reasoning else 'direct answer'}"
+                     for v in variants]
+    lines += ["## Variants", "", *variant_lines, ""]
+    out.write_text("\n".join(lines))
+    (assets / "results.json").write_text(json.dumps(
+        {"variants": [v.__dict__ for v in variants], "n": args.n, "split": args.split,
+         "accuracy": acc["accuracy"], "paired": paired, "pdpo_cost": cost}, indent=2, default=str))
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()

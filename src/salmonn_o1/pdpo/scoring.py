@@ -1,0 +1,126 @@
+"""Contrastive step scores and the step-selection strategies.
+
+Score of step k of a path:
+
+    s_k = mean over the step's tokens y_i of  KL( P(. | y_<i, real media) || P(. | y_<i, perturbed media) )
+
+with teacher forcing: the path is fed whole, once with the real media and once
+with the perturbed media, and the two next-token distributions are compared at
+every assistant position. Causal attention makes one forward pass per
+(path, input) give every step's score at once; the step's tokens are its
+segment's span in the assistant ids (`steps.path_ids`). Paths of one question
+are batched (left-padded so that only the assistant tail's logits are kept).
+
+Selection strategies share one interface so their costs compare on equal
+terms: `contrastive` (top-T by score; the only one that needs the scores),
+`all` (every step: Monte-Carlo values everywhere, Math-Shepherd style) and
+`random` (T steps uniformly, seeded).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salmonn_o1.processor import MediaFeatures, collate_media
+
+SELECTIONS = ("contrastive", "all", "random")
+
+
+def token_kl(real_logits: torch.Tensor, perturbed_logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(real) || softmax(perturbed)) over the last dim: (..., V) -> (...)."""
+    real = real_logits.float().log_softmax(-1)
+    perturbed = perturbed_logits.float().log_softmax(-1)
+    return F.kl_div(perturbed, real, log_target=True, reduction="none").sum(-1)
+
+
+@torch.no_grad()
+def encode_media_once(model: nn.Module, features: MediaFeatures | None) -> torch.Tensor | None:
+    """(N, H) interleaved media sequence of one input, for splicing into many rows."""
+    if features is None:
+        return None
+    batch = {k: v.to(model.device) for k, v in collate_media([features]).items()}
+    return model.encode_media(batch.get("pixel_values"), batch.get("input_features"), batch["media_kind"],
+                              batch["frames_per_sample"], batch["chunks_per_sample"], batch["durations"],
+                              batch.get("frame_times"))[0]
+
+
+def _tail_logits(model: nn.Module, rows: list[list[int]], media: torch.Tensor | None, keep: int,
+                 pad_id: int) -> torch.Tensor:
+    """Logits of the last `keep` positions of each left-padded row: (B, keep, V)."""
+    length = max(len(r) for r in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, length - len(row):] = torch.tensor(row)
+        mask[i, length - len(row):] = 1
+    ids, mask = ids.to(model.device), mask.to(model.device)
+    embeds = model.splice_media(ids, [media] * len(rows))
+    return model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
+
+
+@torch.no_grad()
+def step_kl_scores(
+    model: nn.Module,
+    prompt_ids: list[int],
+    real_media: torch.Tensor | None,
+    perturbed_media: torch.Tensor | None,
+    paths: list[tuple[list[int], list[tuple[int, int]]]],
+    pad_id: int,
+    batch_size: int = 16,
+) -> list[list[float]]:
+    """Per-step scores of each path: one real and one perturbed forward pass per batch of paths.
+
+    paths: (assistant ids, step spans) as `steps.path_ids` returns them.
+    real_media / perturbed_media: `encode_media_once` outputs for the two inputs.
+    """
+    scores: list[list[float]] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        rows = [prompt_ids + ids for ids, _ in chunk]
+        keep = max(len(ids) for ids, _ in chunk) + 1
+        real = _tail_logits(model, rows, real_media, keep, pad_id)
+        perturbed = _tail_logits(model, rows, perturbed_media, keep, pad_id)
+        kl = token_kl(real, perturbed)  # (B, keep): position j predicts the token after it
+        for row, (ids, spans) in enumerate(chunk):
+            # Assistant token t sits at kept index keep - len(ids) + t; it is predicted one position earlier.
+            offset = keep - len(ids) - 1
+            per_token = kl[row, offset:offset + len(ids)]
+            scores.append([float(per_token[a:b].mean()) if b > a else 0.0 for a, b in spans])
+    return scores
+
+
+@dataclass(frozen=True)
+class StepSelector:
+    """Which steps of a path get a pairwise rollout."""
+
+    strategy: str = "contrastive"
+    top_t: int = 3
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.strategy not in SELECTIONS:
+            raise ValueError(f"unknown selection {self.strategy!r}; choose from {', '.join(SELECTIONS)}")
+        if self.top_t < 1:
+            raise ValueError(f"top_t must be >= 1, got {self.top_t}")
+
+    @property
+    def needs_scores(self) -> bool:
+        return self.strategy == "contrastive"
+
+    def select(self, num_steps: int, scores: list[float] | None = None, key: str = "") -> list[int]:
+        """Indices of the selected steps, in path order. `key` (e.g. "question/path") seeds `random`."""
+        if self.strategy == "all":
+            return list(range(num_steps))
+        if self.strategy == "random":
+            rng = random.Random(f"{self.seed}/{key}")
+            return sorted(rng.sample(range(num_steps), min(self.top_t, num_steps)))
+        if scores is None or len(scores) != num_steps:
+            raise ValueError("contrastive selection needs one score per step")
+        # Highest score first; ties go to the earlier step.
+        ranked = sorted(range(num_steps), key=lambda k: (-scores[k], k))
+        return sorted(ranked[: self.top_t])

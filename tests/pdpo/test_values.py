@@ -1,0 +1,108 @@
+"""Step values: a scripted policy with known success rates, and the model policy's continuations
+starting exactly from the given assistant prefix."""
+
+import random
+
+import pytest
+import torch
+
+from salmonn_o1.pdpo import values as values_module
+from salmonn_o1.pdpo.judge import Target, exact_match_judge
+from salmonn_o1.pdpo.pairs import Continuation, continuation_ids, prefix_ids
+from salmonn_o1.pdpo.values import Completion, ModelPolicy, SampledStep, step_values
+
+RATES = {"\n2. The tone is high.<end_of_step>": 0.8, "\n2. The tone is low.<end_of_step>": 0.3}
+
+
+class ScriptedPolicy:
+    """Completions after a step reach answer "A" with that step's known rate."""
+
+    def __init__(self, alternatives=("\n2. The tone is low.<end_of_step>",)):
+        self.alternatives = list(alternatives)
+        self.completed = []
+
+    def prepare(self, prompt, features):
+        return None
+
+    def sample_step(self, context, prefix, seed):
+        return SampledStep(Continuation(self.alternatives.pop(0) if len(self.alternatives) > 1
+                                        else self.alternatives[0]), generated=5)
+
+    def complete(self, context, prefix, steps, n, seed):
+        rng = random.Random(seed)
+        self.completed.append((list(prefix), [s.text for s in steps], n))
+        out = []
+        for step in steps:
+            rate = RATES[step.text]
+            out.append([Completion("...", "A" if rng.random() < rate else "C", 3) for _ in range(n)])
+        return out
+
+
+TARGET = Target("A", ["red", "green", "blue"])
+ORIGINAL = Continuation("\n2. The tone is high.<end_of_step>")
+
+
+def test_values_converge_to_the_known_success_rates():
+    result = step_values(ScriptedPolicy(), None, ["1. x<end_of_step>"], ORIGINAL, TARGET, num_rollouts=4000, seed=1)
+    assert result.original.value == pytest.approx(0.8, abs=0.03)
+    assert result.alternative.value == pytest.approx(0.3, abs=0.03)
+    assert result.generated == 5 + 2 * 4000 * 3
+
+
+def test_six_rollouts_are_unbiased_over_many_steps():
+    estimates = [step_values(ScriptedPolicy(), None, [], ORIGINAL, TARGET, num_rollouts=6, seed=s)
+                 for s in range(400)]
+    assert sum(e.original.value for e in estimates) / 400 == pytest.approx(0.8, abs=0.03)
+    assert sum(e.alternative.value for e in estimates) / 400 == pytest.approx(0.3, abs=0.03)
+    assert all(e.original.value * 6 == round(e.original.value * 6) for e in estimates)
+
+
+def test_an_alternative_equal_to_the_original_is_resampled():
+    policy = ScriptedPolicy(["\n2.  The tone is  high.<end_of_step>", "\n2. The tone is low.<end_of_step>"])
+    result = step_values(policy, None, [], ORIGINAL, TARGET, num_rollouts=2, seed=0)
+    assert result.alternative_tries == 2 and result.alternative.text == "\n2. The tone is low.<end_of_step>"
+    stuck = step_values(ScriptedPolicy(["\n3. The tone is high.<end_of_step>"]), None, [], ORIGINAL, TARGET,
+                        num_rollouts=2, alternative_tries=3)
+    assert stuck.alternative is None and stuck.alternative_tries == 3 and stuck.generated == 15
+
+
+def test_judge_reads_the_answer_turn_then_the_reasoning():
+    assert exact_match_judge("", "B", Target("B", ["x", "y"])).correct
+    assert exact_match_judge("1. So the answer is B.", "hmm", Target("B", ["x", "y"])).correct
+    assert exact_match_judge("", "So the answer is YES.", Target("YES")).answer == "YES"
+    assert exact_match_judge("", "The answer is a red square.", Target("red square")).correct
+
+
+def test_model_policy_continues_from_the_prefix(pipeline, synth_features, monkeypatch):
+    policy = ModelPolicy(pipeline.model, pipeline.processor, max_new_tokens=6, answer_max_new_tokens=2,
+                         max_step_tokens=6)
+    context = policy.prepare("What was on screen?", synth_features)
+    prefix = ["1. A buzz plays.<end_of_step>", "\n2. A square shows.<end_of_step>"]
+    calls = []
+    real_decode = values_module.decode
+
+    def spy(language_model, embeds, mask, *args, **kwargs):
+        calls.append((embeds, mask, kwargs.get("state")))
+        return real_decode(language_model, embeds, mask, *args, **kwargs)
+
+    monkeypatch.setattr(values_module, "decode", spy)
+    sampled = policy.sample_step(context, prefix, seed=0)
+    expected_ids = context.prompt_ids + prefix_ids(pipeline.processor, prefix)
+    expected = pipeline.model.splice_media(torch.tensor([expected_ids]), [context.media])
+    assert torch.equal(calls[0][0], expected) and calls[0][1].sum() == len(expected_ids)
+    assert sampled.step is not None and sampled.generated >= 1
+
+    calls.clear()
+    steps = [Continuation("\n3. It is green.<end_of_step>"), Continuation("\n3. The answer is A.", ends_turn=True)]
+    completions = policy.complete(context, prefix, steps, n=3, seed=1)
+    assert [len(c) for c in completions] == [3, 3]
+    open_rows, closed_rows = calls[0], calls[2]
+    row_ids = expected_ids + continuation_ids(pipeline.processor, steps[0])
+    assert open_rows[0].shape[0] == 3 and torch.equal(
+        open_rows[0][0], pipeline.model.splice_media(torch.tensor([row_ids]), [context.media])[0])
+    assert calls[1][2] is not None  # the answer turn continues the reasoning turn's cache
+    closed_ids = expected_ids + continuation_ids(pipeline.processor, steps[1]) + policy.follow_up
+    assert closed_rows[1][0].sum() == len(closed_ids)
+    assert all(c.reasoning == "".join(prefix) + steps[1].text for c in completions[1])
+    assert all(c.reasoning.startswith("".join(prefix) + steps[0].text) for c in completions[0])
+    assert all(1 <= c.generated <= 8 for c in completions[0])
