@@ -2,10 +2,14 @@
 
 Frames are chosen by the released rule (every round(native_fps / fps)-th
 frame; more than `max_frames` -> exactly `max_frames` spread by linspace),
-expressed as target *timestamps*, so variable-frame-rate files work. Decoding
-seeks only when the next target is far ahead (a long video is not decoded
-whole) and otherwise keeps decoding, which is fastest for long GOPs.
-Every failure is one `MediaError` naming the file and the reason.
+expressed as target *timestamps*, so variable-frame-rate files work: each
+target gets the decoded frame nearest to it in time. The frame rule counts the
+video stream's own duration (an audio track running on adds no frames).
+Decoding seeks only when the next target is far ahead (a long video is not
+decoded whole) and otherwise keeps decoding, which is fastest for long GOPs.
+Every failure is one `MediaError` naming the file and the reason, including a
+truncated file whose frames (or, for audio-only input, samples) stop well
+short of its declared duration.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from salmonn_o1.media_types import SAMPLE_RATE, DecodedMedia
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SEEK_AHEAD_SECONDS = 2.0  # seek when the next wanted frame is further ahead than this
+# A stream that stops more than this short of its declared duration is a truncated file.
+TRUNCATION_SLACK_SECONDS = 1.0
 
 
 def sample_frame_times(duration: float, native_fps: float, fps: float = 2.0, max_frames: int = 60) -> np.ndarray:
@@ -52,10 +58,17 @@ def load_media(path: str | Path, fps: float = 2.0, max_frames: int = 60, kind: s
     with container:
         has_video = bool(container.streams.video) and kind != "audio"
         if not has_video and not container.streams.audio:
-            raise MediaError(f"{path}: no video or audio stream")
+            raise MediaError(f"{path}: no audio stream" if kind == "audio" and container.streams.video
+                             else f"{path}: no video or audio stream")
         if has_video:
             return _decode_video(container, path, fps, max_frames, frame_size)
-        audio = _decode_audio(container, path)
+        audio, error = _decode_audio_track(container, path)
+        declared = container.duration / av.time_base if container.duration else 0.0
+        # Only with a decoding error: a clean end short of the declared duration may just be a
+        # duration estimated from the bit rate (VBR mp3).
+        if error is not None and len(audio) / SAMPLE_RATE < declared - TRUNCATION_SLACK_SECONDS:
+            raise MediaError(f"{path}: truncated or corrupt audio (samples stop at "
+                             f"{len(audio) / SAMPLE_RATE:.2f} s of {declared:.2f} s; {error})")
         return DecodedMedia(None, np.zeros(0), audio, len(audio) / SAMPLE_RATE, True, "audio", str(path))
 
 
@@ -103,12 +116,17 @@ def _open(path: Path):
         raise MediaError(f"{path}: unreadable or unsupported container ({error})") from error
 
 
-def _stream_duration(container, stream) -> float:
-    if container.duration:
-        return container.duration / av.time_base
+def _stream_duration(container, stream) -> tuple[float, bool]:
+    """(seconds, whether they are the stream's own): the stream's duration, else the container's.
+
+    The stream's comes first: the container's is the longest of all streams, and an audio
+    track that runs on past the video must not add frames (the release counts video frames).
+    """
     if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    return 0.0
+        return float(stream.duration * stream.time_base), True
+    if container.duration:
+        return container.duration / av.time_base, False
+    return 0.0, False
 
 
 def _decode_video(container, path: Path, fps: float, max_frames: int, frame_size: int | None) -> DecodedMedia:
@@ -116,39 +134,48 @@ def _decode_video(container, path: Path, fps: float, max_frames: int, frame_size
     stream.thread_type = "AUTO"
     native_fps = float(stream.average_rate or stream.guessed_rate or 0)
     start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    duration = _stream_duration(container, stream)
+    duration, own_duration = _stream_duration(container, stream)
     targets = sample_frame_times(duration, native_fps, fps, max_frames) if duration > 0 else None
-    half_frame = 0.5 / native_fps if native_fps > 0 else 0.0
     frames, times = [], []
-    try:
-        if targets is None:  # no duration known: decode everything, then subsample by time
+    if targets is None:  # no duration known: decode everything, then subsample by time
+        try:
             decoded = [(f.time - start, f) for f in container.decode(stream) if f.time is not None]
-            if not decoded:
-                raise MediaError(f"{path}: no decodable video frames (zero-length video)")
-            duration = decoded[-1][0] + (1 / native_fps if native_fps else 0)
-            targets = sample_frame_times(duration, native_fps, fps, max_frames)
-            source = iter(decoded)
-        else:
-            source = _timed_frames(container, stream, start)
-        current = next(source, None)
+        except av.error.FFmpegError as error:
+            raise MediaError(f"{path}: corrupt or truncated video ({error})") from error
+        if not decoded:
+            raise MediaError(f"{path}: no decodable video frames (zero-length video)")
+        duration = decoded[-1][0] + (1 / native_fps if native_fps else 0)
+        targets = sample_frame_times(duration, native_fps, fps, max_frames)
+        source = iter(decoded)
+    else:
+        source = _Seekable(container, stream, start)
+    # Keep, for each target, the decoded frame nearest to it in time (frames come in time order).
+    try:
+        current, following, exhausted = next(source, None), None, False
         for target in targets:
             if current is not None and target - current[0] > SEEK_AHEAD_SECONDS and isinstance(source, _Seekable):
                 source.seek(target)
-                current = next(source, None)
-            while current is not None and current[0] < target - half_frame - 1e-6:
-                following = next(source, None)
+                current, following = next(source, None), None
+            while current is not None and current[0] < target - 1e-6:
                 if following is None:
-                    break  # past the end: keep the last frame
-                current = following
+                    following = next(source, None)
+                    if following is None:
+                        exhausted = True
+                        break  # past the end: keep the last frame
+                if following[0] - target > target - current[0]:
+                    break  # the current frame is the nearer one
+                current, following = following, None
             if current is None:
+                exhausted = True
                 break
             times.append(current[0])
             frames.append(_to_rgb(current[1], frame_size))
-    except av.error.FFmpegError as error:
-        if not frames:
-            raise MediaError(f"{path}: corrupt or truncated video ({error})") from error
+    except av.error.FFmpegError as failure:  # e.g. a frame that will not convert to RGB
+        raise MediaError(f"{path}: corrupt video ({failure})") from failure
+    error = source.error if isinstance(source, _Seekable) else None
     if not frames:
-        raise MediaError(f"{path}: no decodable video frames (zero-length or truncated video)")
+        reason = f"corrupt or truncated video ({error})" if error else "no decodable video frames (zero-length or truncated video)"
+        raise MediaError(f"{path}: {reason}")
     if duration <= 0:
         duration = times[-1] + (1 / native_fps if native_fps else 1 / fps)
     audio, has_audio = None, bool(container.streams.audio)
@@ -157,35 +184,56 @@ def _decode_video(container, path: Path, fps: float, max_frames: int, frame_size
             audio = _decode_audio(container, path)
         except MediaError:
             has_audio = False
+    if exhausted:
+        # The frames ran out before the last target: fine within a frame or so of the end, a
+        # truncated file otherwise. Without the stream's own duration, the container's may be an
+        # audio track's that runs on: then only an audio track stopping short as well is truncation.
+        video_end = (current[0] if current is not None else times[-1]) + (1 / native_fps if native_fps else 0)
+        slack = max(TRUNCATION_SLACK_SECONDS, 2 / native_fps if native_fps else 0)
+        audio_end = len(audio) / SAMPLE_RATE if audio is not None else 0.0
+        if video_end < duration - slack and (own_duration or audio_end < duration - slack):
+            detail = f"; {error}" if error else ""
+            raise MediaError(
+                f"{path}: truncated or corrupt video (frames stop at {video_end:.2f} s of {duration:.2f} s{detail})"
+            )
     expected = int(round(duration * SAMPLE_RATE))
     audio = np.zeros(expected, np.float32) if audio is None else _fit(audio, expected)
     return DecodedMedia(np.stack(frames), np.asarray(times), audio, float(duration), has_audio, "video", str(path))
 
 
 class _Seekable:
-    """Iterates (time, frame) of a stream from its start, and can jump ahead by seeking."""
+    """Iterates (time, frame) of a stream from its start, and can jump ahead by seeking.
+
+    A decoding error ends the iteration and is kept in `error` (the caller decides whether
+    the frames so far are enough).
+    """
 
     def __init__(self, container, stream, start: float):
         self.container, self.stream, self.start = container, stream, start
         self._frames = container.decode(stream)
+        self.error: av.error.FFmpegError | None = None
 
     def __iter__(self):
         return self
 
     def __next__(self):
         while True:
-            frame = next(self._frames)
+            try:
+                frame = next(self._frames)
+            except av.error.FFmpegError as error:
+                self.error = error
+                raise StopIteration from error
             if frame.time is not None:
                 return frame.time - self.start, frame
 
     def seek(self, target: float) -> None:
         offset = int((target + self.start) / self.stream.time_base)
-        self.container.seek(offset, stream=self.stream, backward=True, any_frame=False)
+        try:
+            self.container.seek(offset, stream=self.stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as error:
+            self.error, self._frames = error, iter(())
+            return
         self._frames = self.container.decode(self.stream)
-
-
-def _timed_frames(container, stream, start: float) -> _Seekable:
-    return _Seekable(container, stream, start)
 
 
 def _to_rgb(frame, frame_size: int | None) -> np.ndarray:
@@ -196,11 +244,17 @@ def _to_rgb(frame, frame_size: int | None) -> np.ndarray:
 
 def _decode_audio(container, path: Path) -> np.ndarray:
     """The first audio stream as 16 kHz mono float32 (channels averaged, not FFmpeg's +3 dB downmix)."""
-    container.seek(0)
+    return _decode_audio_track(container, path)[0]
+
+
+def _decode_audio_track(container, path: Path) -> tuple[np.ndarray, av.error.FFmpegError | None]:
+    """The audio and the decoding error that ended it early, if any (raises when nothing decoded)."""
+    error = None
     stream = container.streams.audio[0]
     resampler = None
     pieces = []
     try:
+        container.seek(0)
         for frame in container.decode(stream):
             if resampler is None:
                 resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=SAMPLE_RATE)
@@ -209,13 +263,14 @@ def _decode_audio(container, path: Path) -> np.ndarray:
         if resampler is not None:
             for out in resampler.resample(None):
                 pieces.append(out.to_ndarray())
-    except av.error.FFmpegError as error:
+    except av.error.FFmpegError as failure:
         if not pieces:
-            raise MediaError(f"{path}: corrupt audio stream ({error})") from error
+            raise MediaError(f"{path}: corrupt audio stream ({failure})") from failure
+        error = failure
     if not pieces:
         raise MediaError(f"{path}: audio stream has no decodable samples")
     audio = np.concatenate(pieces, axis=1).mean(axis=0)
-    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+    return np.clip(audio, -1.0, 1.0).astype(np.float32), error
 
 
 def _fit(audio: np.ndarray, length: int) -> np.ndarray:
