@@ -12,7 +12,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Accuracy overall and per group with 95%% Wilson intervals, YES/NO detection "
         "precision/recall/F1, and with --compare an exact McNemar test plus a paired bootstrap CI.",
     )
-    parser.add_argument("--items", required=True, help="items JSONL (toolkit schema)")
+    parser.add_argument("--items", required=True, help="items JSONL (toolkit schema), or a benchmark file with --items-format")
+    parser.add_argument(
+        "--items-format",
+        choices=["items", "rivabench", "videomme", "nextqa", "demo"],
+        default="items",
+        help="read --items with a benchmark loader (ids as the loader assigns them; default: items JSONL)",
+    )
     parser.add_argument("--predictions", required=True, help="predictions JSONL: id, reasoning, answer, error")
     parser.add_argument("--by", default="category", help="group by an item field or extras key (default category)")
     parser.add_argument(
@@ -31,13 +37,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
     from pathlib import Path
 
-    from salmonn_o1.data.schema import read_items, read_predictions
+    from salmonn_o1.data.loaders import load_benchmark
+    from salmonn_o1.data.schema import read_predictions
     from salmonn_o1.errors import DataError
     from salmonn_o1.eval.report import evaluate, plot_accuracy, to_json, to_markdown
 
-    items = read_items(args.items)
+    if args.bootstrap < 1:
+        raise DataError(f"--bootstrap must be >= 1, got {args.bootstrap}")
+    items = load_benchmark(args.items, args.items_format)
     if not items:
         raise DataError(f"{args.items}: no items")
     predictions = read_predictions(args.predictions)
@@ -55,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
     )
     markdown = to_markdown(report)
     print(markdown, end="")
+    if report.unknown_ids:
+        print(f"warning: {len(report.unknown_ids)} prediction id(s) are not in {args.items} "
+              f"(e.g. {report.unknown_ids[0]!r}); they are listed in the report, not scored", file=sys.stderr)
+    missing = len(report.with_status("missing"))
+    if missing:
+        print(f"warning: {missing} of {len(items)} items have no prediction in {args.predictions}; "
+              "they count as wrong", file=sys.stderr)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

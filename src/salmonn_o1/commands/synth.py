@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"synth settings: {error}") from None
     if args.n < 1 or args.start < 0:
         raise DataError("synth settings: --n must be >= 1 and --start >= 0")
+    if args.fps < 1 or args.size < 16 or args.size % 2:
+        raise DataError("synth settings: --fps must be >= 1 and --size an even number >= 16 (H.264 yuv420p)")
     path = generate_split(
         args.split, args.n, args.out, config, start=args.start, fps=args.fps, size=args.size, progress=not args.quiet
     )

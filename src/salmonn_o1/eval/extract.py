@@ -3,9 +3,12 @@
 Models conclude in many ways ("5. Therefore, the answer is **D. Fire**.",
 "Answer: (C)", "So the answer is YES.", a bare option text...). The rule is:
 find the LAST conclusion phrase ("answer is", "Answer:", "final answer") and
-read the first answer after it; failing that, read a text that is nothing but
-an answer; failing that, the last line. Ambiguous text returns None, which
-scores as wrong and is listed in the report.
+read the first answer after it (an option's text, else a letter, else the one
+option the phrase mentions); failing that, read a text that is nothing but an
+answer; failing that, a last line that opens with a letter. Ambiguous text
+("A or B", two different options named, no conclusion at all) returns None,
+which scores as wrong and is listed in the report. A letter beyond the item's
+options ("E" with four) is not an answer.
 """
 
 from __future__ import annotations
@@ -25,13 +28,20 @@ _WEAK_CONCLUSION = re.compile(r"(?:option|choice)\s*(?:is|:)?", re.IGNORECASE)
 # A letter answer at the start of a span: "B", "(B)", "[B]", "B.", "B)", "Option B", "**B**".
 _LEADING_LETTER = re.compile(r"^\W{0,3}(?:option\s+|choice\s+)?\(?\[?([A-Ja-j])\]?\)?(?=$|[\s.,:;)!*\]])")
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
-_NOISE = re.compile(r"\*\*|__|`")
+_NOISE = re.compile(r"\*\*|__|`|\$")
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+# "A or B", "B and C", "A/B": two letters offered, no choice made.
+_ALTERNATIVE = re.compile(r"^\W*(?:or|and|/|,)\s*\(?\[?[A-Ja-j]\b")
+_ARTICLES = ("a ", "an ", "the ")
+# A final line that starts with the verdict: "No, the video is not manipulated." / "Yes, it is."
+_LEADING_YES_NO = re.compile(r"^\W*(yes|no)\b(?:$|\s*[.,!:;-])", re.IGNORECASE)
 
 
 def clean(text: str) -> str:
     """Drop markers, chat tokens and markdown emphasis; keep line breaks."""
     for token in (END_OF_STEP, IM_END, IM_START, "<|endoftext|>"):
         text = text.replace(token, "\n" if token == END_OF_STEP else " ")
+    text = _BOXED.sub(r"\1", text)  # LaTeX "\boxed{B}" (math-tuned models)
     return _NOISE.sub("", text).strip()
 
 
@@ -39,9 +49,10 @@ def _normalise(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
-def _letter_at(span: str, letters: str) -> str | None:
+def _letter_at(span: str, letters: str, article_a: bool = False) -> str | None:
     """The letter answer that `span` starts with, if any. A lower-case "a"
-    followed by a word is the article, not option A."""
+    followed by a word is the article, not option A; with `article_a` (text
+    that is not a stated conclusion) so is a capital "A" followed by a word."""
     match = _LEADING_LETTER.match(span.strip())
     if not match:
         return None
@@ -51,21 +62,50 @@ def _letter_at(span: str, letters: str) -> str | None:
         return None  # "the answer is a red square"
     if letter.upper() == "I" and re.match(r"^\s+[a-z]", rest):
         return None  # "I think"
+    if article_a and letter == "A" and re.match(r"^\s+[a-z]", rest):
+        return None  # "A red square appears ..."
+    if _ALTERNATIVE.match(rest):
+        return None  # "A or B": no single answer
     letter = letter.upper()
     return letter if letter in letters else None
 
 
+def _core(text: str) -> str:
+    """Normalised text without a leading article: "The Blue circle." -> "blue circle"."""
+    norm = _normalise(text)
+    for article in _ARTICLES:
+        if norm.startswith(article):
+            return norm[len(article) :]
+    return norm
+
+
+def _option_at_start(span: str, options: list[str]) -> str | None:
+    """The letter of the (longest) option whose text the span starts with:
+    "A blue circle." is the option "a blue circle", not option A."""
+    norm = _core(span)
+    best: tuple[int, str] | None = None
+    for i, option in enumerate(options):
+        core = _core(option)
+        if core and (norm == core or norm.startswith(core + " ")) and (best is None or len(core) > best[0]):
+            best = (len(core), OPTION_LETTERS[i])
+    if best is None or re.match(r"^(?:or|and)\b", norm[best[0] :].strip()):
+        return None  # "fire or water": no single answer
+    return best[1]
+
+
 def _option_in(span: str, options: list[str]) -> str | None:
-    """The letter of the single option whose text `span` contains (longest wins ties)."""
+    """The letter of the single option whose text `span` contains. A longer
+    option containing a shorter one ("red" vs "red square") wins; two different
+    options mentioned is ambiguous (None)."""
     norm = f" {_normalise(span)} "
-    hits = [(len(_normalise(o)), OPTION_LETTERS[i]) for i, o in enumerate(options) if _normalise(o)]
-    hits = [(n, letter) for n, letter in hits if f" {_normalise(options[OPTION_LETTERS.index(letter)])} " in norm]
+    hits = [(len(_core(o)), OPTION_LETTERS[i], _core(o)) for i, o in enumerate(options) if _core(o)]
+    hits = [(n, letter, core) for n, letter, core in hits if f" {core} " in norm]
     if not hits:
         return None
     hits.sort(reverse=True)
-    if len(hits) > 1 and hits[0][0] == hits[1][0]:
+    longest = hits[0][2]
+    if any(f" {core} " not in f" {longest} " for _, _, core in hits[1:]):
         return None
-    # A longer option containing a shorter one ("red" vs "red square") wins; true ties are ambiguous.
     return hits[0][1]
 
 
@@ -74,30 +114,27 @@ def _choice(text: str, options: list[str]) -> str | None:
     conclusions = list(_CONCLUSION.finditer(text)) or list(_WEAK_CONCLUSION.finditer(text))
     for match in reversed(conclusions):
         span = text[match.end() :].split("\n", 1)[0]
-        letter = _letter_at(span, letters)
-        if letter:
-            return letter
-        option = _option_in(span, options)
-        if option:
-            return option
+        # an option's text first ("A blue circle" is that option, not A), then a letter, then a mention
+        answer = _option_at_start(span, options) or _letter_at(span, letters) or _option_in(span, options)
+        if answer:
+            return answer
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return None
     # The whole text (or its last line, minus a step number) is just an answer: "B", "(C)", "D. Fire", "fire".
     last = re.sub(r"^\s*(?:step\s*)?\d+\s*[.):]\s+", "", lines[-1])
+    longest = max((len(_normalise(o)) for o in options), default=0)
     for candidate in (text.strip(), last):
+        core = _core(candidate)
+        for i, option in enumerate(options):
+            if core and core == _core(option):
+                return OPTION_LETTERS[i]
         letter = _letter_at(candidate, letters)
-        if letter and len(_normalise(candidate)) <= max((len(_normalise(o)) for o in options), default=0) + 3:
+        if letter and len(_normalise(candidate)) <= longest + 3:
             return letter
-        if options:
-            norm = _normalise(candidate).removeprefix("the ").removeprefix("a ")
-            for i, option in enumerate(options):
-                if norm and norm == _normalise(option).removeprefix("the ").removeprefix("a "):
-                    return OPTION_LETTERS[i]
-    letter = _letter_at(last, letters)
-    if letter:
-        return letter
-    return None
+    # A last line that opens with a letter answer ("B, because ..."); a sentence opening
+    # with the article ("A red square appears ...") is not one.
+    return _letter_at(last, letters, article_a=True)
 
 
 def _yes_no(text: str) -> str | None:
@@ -111,9 +148,16 @@ def _yes_no(text: str) -> str | None:
     if not lines:
         return None
     last = lines[-1]
-    # A short final line that says yes or no, once: "YES", "So, no.", "5. So the video is AI generated: YES".
+    # A final line that says yes or no, once, briefly, at its end or as its opening verdict:
+    # "YES", "So, no.", "5. So the video is AI generated: YES", "No, the video is not manipulated."
     words = _YES_NO.findall(last)
-    if len({w.lower() for w in words}) == 1 and (len(last.split()) <= 3 or last.split()[-1].strip(".!").lower() in ("yes", "no")):
+    if len({w.lower() for w in words}) != 1:
+        return None
+    if (
+        len(last.split()) <= 3
+        or last.split()[-1].strip(".!").lower() in ("yes", "no")
+        or _LEADING_YES_NO.match(last)
+    ):
         return words[-1].upper()
     return None
 

@@ -78,7 +78,9 @@ def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, fl
     denom = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # The interval always contains p; clamping to it removes float noise at 0 % and 100 %
+    # (0/3 gave a lower bound of 5.6e-17 > 0, which made the chart's error bars negative).
+    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
 def accuracy(scores: list[ItemScore]) -> Accuracy:

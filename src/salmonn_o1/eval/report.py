@@ -206,6 +206,8 @@ def plot_accuracy(report: EvalReport, path: str | Path) -> Path:
     for i, (label, accs) in enumerate(series):
         values = np.array([100 * a.value for a in accs])
         errors = np.array([[100 * (a.value - a.low) for a in accs], [100 * (a.high - a.value) for a in accs]])
+        errors = np.nan_to_num(np.clip(errors, 0.0, None))  # matplotlib rejects negative (or float-noise) bars
+        values = np.nan_to_num(values)  # an empty group has no accuracy
         ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, yerr=errors, capsize=3, label=label)
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=30, ha="right")
