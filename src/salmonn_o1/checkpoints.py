@@ -16,6 +16,7 @@ from salmonn_o1.config import PRESETS, preset_config
 from salmonn_o1.errors import CheckpointError
 from salmonn_o1.model import SalmonnO1ForConditionalGeneration
 from salmonn_o1.processor import SalmonnO1Processor
+from salmonn_o1.release.loading import find_release_checkpoint, load_release_model_and_processor
 from salmonn_o1.tokenizer import load_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -50,7 +51,9 @@ def load_model_and_processor(
     **model_kwargs,
 ) -> tuple[SalmonnO1ForConditionalGeneration, SalmonnO1Processor]:
     """A preset name builds a randomly initialised model (seeded) with the bundled tokenizer;
-    a directory loads a saved checkpoint (strictly: see `from_pretrained`)."""
+    a directory loads a saved checkpoint (strictly: see `from_pretrained`), ours or the
+    released layout (a hub id too); `model_kwargs` go to the loader (strict, device_map,
+    siglip_path, whisper_path... for the release)."""
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     source = str(source)
@@ -59,6 +62,9 @@ def load_model_and_processor(
         torch.manual_seed(seed)
         model = SalmonnO1ForConditionalGeneration(config)
         processor = SalmonnO1Processor(load_tokenizer(), config)
+    elif (release_dir := find_release_checkpoint(source)) is not None:
+        # The released layout: its key map, its tokenizer (see salmonn_o1.release).
+        model, processor = load_release_model_and_processor(release_dir, dtype=torch_dtype, **model_kwargs)
     else:
         path = Path(source).expanduser()
         if not path.is_dir():
@@ -67,6 +73,8 @@ def load_model_and_processor(
             )
         model = SalmonnO1ForConditionalGeneration.from_pretrained(path, **model_kwargs)
         processor = SalmonnO1Processor.from_pretrained(path, config=model.config)
+    if model_kwargs.get("device_map") is not None:
+        return model.eval(), processor  # accelerate has placed the weights
     model = model.to(device=torch_device, dtype=torch_dtype).eval()
     return model, processor
 

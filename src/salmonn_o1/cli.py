@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "salmonn_o1.commands.eval",
     "salmonn_o1.commands.pdpo",
     "salmonn_o1.commands.train",
+    "salmonn_o1.commands.convert",
 ]
 
 

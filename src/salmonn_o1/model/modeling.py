@@ -104,7 +104,14 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         strict=True (default): any missing, unexpected or wrongly shaped tensor
         raises `CheckpointError` listing the keys by name. strict=False loads
         what fits and leaves the rest as initialised (reported in the log).
+        A released video-SALMONN-o1 directory (or hub id) is detected and loaded
+        through the declared key map (`salmonn_o1.release.loading.load_release_model`).
         """
+        from salmonn_o1.release.loading import find_release_checkpoint, load_release_model
+
+        release_dir = find_release_checkpoint(pretrained_model_name_or_path)
+        if release_dir is not None:
+            return load_release_model(release_dir, *args, strict=strict, model_class=cls, **kwargs)
         source = str(pretrained_model_name_or_path)
         if (source.startswith((".", "/", "~")) or os.sep in source.strip("/").split("/", 1)[-1]) and not os.path.isdir(
             os.path.expanduser(source)
