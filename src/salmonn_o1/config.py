@@ -59,6 +59,12 @@ class SalmonnO1Config(PreTrainedConfig):
     # How audio and visual tokens are laid out (see salmonn_o1.model.interleave).
     interleave_mode: str = "aligned"
     time_tokens: bool = False
+    # None (the release): media tokens enter the LLM at whatever scale the aligners give.
+    # A float: each media token is RMS-normalised to this per-dimension RMS (no parameters).
+    # Encoders trained from scratch need it: without it Adam inflates the aligners' outputs
+    # (the LLM's RMSNorm makes the loss blind to their scale) until they dwarf the text
+    # embeddings, the media path's effective step size collapses and the model ignores media.
+    media_rms: float | None = None
 
     # Token ids of the chat format.
     media_token_id: int = 151646
@@ -228,6 +234,7 @@ def mini_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> 
         # AVR-Synth's steps state times ("from 3.5 s to 5.0 s"): a time token per frame
         # saves a model this small from having to count frames to know them.
         time_tokens=True,
+        media_rms=0.05,  # about twice the text embeddings' scale (see the field's comment)
         # No pretrained encoders exist at this size: they are trained with the rest.
         freeze_vision_tower=False,
         freeze_audio_encoder=False,

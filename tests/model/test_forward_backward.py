@@ -51,3 +51,23 @@ def test_generate_returns_new_tokens_only(tiny_model, tiny_config):
     batch.pop("labels")
     new = tiny_model.generate(**batch, max_new_tokens=4, do_sample=False)
     assert new.shape == (1, 4)
+
+
+def test_media_rms_fixes_the_scale_of_media_tokens_whatever_the_aligners_output(tiny_config):
+    from salmonn_o1.model import SalmonnO1ForConditionalGeneration
+
+    batch = video_batch(tiny_config)
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "attention_mask")}
+    is_media = batch["input_ids"][0] == tiny_config.media_token_id
+    plain = SalmonnO1ForConditionalGeneration(tiny_config).eval()
+    tiny_config.media_rms = 0.05
+    normed = SalmonnO1ForConditionalGeneration(tiny_config).eval()
+    normed.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        plain.mm_projector[-1].weight.mul_(100.0)  # an aligner whose outputs have blown up
+        normed.mm_projector[-1].weight.mul_(100.0)
+        rms = normed.embed_inputs(**inputs)[0, is_media].pow(2).mean(-1).sqrt()
+        unnormed = plain.embed_inputs(**inputs)[0, is_media].pow(2).mean(-1).sqrt()
+    # every visual token lands on 0.05; tokens with RMS near the eps (1e-6) stay slightly below
+    assert float(rms.max()) <= 0.05 + 1e-4 and float((rms - 0.05).abs().lt(1e-4).float().mean()) > 0.5
+    assert unnormed.max() > 10 * 0.05  # without it the scale follows the aligners

@@ -103,6 +103,7 @@ def test_unknown_fields_are_reported_but_do_not_block(caplog):
 @pytest.mark.parametrize("override, field", [
     ({"interleave_mode": "aligned"}, "interleave_mode"),
     ({"time_tokens": True}, "time_tokens"),
+    ({"media_rms": 0.05}, "media_rms"),
     ({"projector_hidden_act": "relu"}, "projector_hidden_act"),
 ])
 def test_our_settings_the_release_cannot_run_are_refused_by_name(override, field):

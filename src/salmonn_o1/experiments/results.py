@@ -111,19 +111,51 @@ def paired_section(items: list[Item], variants: list[Variant], baseline: str, sc
     return lines, results
 
 
-def cost_section(summaries: list[str]) -> tuple[list[str], dict]:
-    """The pDPO cost table from stage summary JSON files (one per selection strategy)."""
-    if not summaries:
-        return ["No pDPO stage summaries were given (--pdpo-summary)."], {}
-    rows, data = [], {}
-    for path in summaries:
-        record = json.loads(Path(path).read_text())
-        data[path] = record
-        rows.append(record)
-    keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float, str))})
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
-    return lines, data
+def stage_summary(run_dir: Path, stage: str) -> dict:
+    path = run_dir / "stages" / f"{stage}_summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def cost_section(pdpo_runs: list[str], accuracies: dict[str, Accuracy], baseline: str) -> tuple[list[str], dict]:
+    """Per step-selection strategy: what selecting and valuing steps cost, and what it bought.
+
+    The strategies share their rollouts, so the rollout cost is shown once and the
+    comparison is select + label (the KL pass and the value rollouts from each step).
+    """
+    if not pdpo_runs:
+        return ["No pDPO runs were given (--pdpo-run NAME=RUN_DIR)."], {}
+    rows: dict[str, dict] = {}
+    for spec in pdpo_runs:
+        name, _, run = spec.partition("=")
+        run_dir = Path(run)
+        select, label, pairs = (stage_summary(run_dir, s) for s in ("select", "label", "pairs"))
+        by_stage = pairs.get("cost_by_stage", {})
+        tokens = sum(by_stage.get(s, {}).get("generated_tokens", 0) for s in ("select", "label"))
+        passes = sum(by_stage.get(s, {}).get("forward_passes", 0) for s in ("select", "label"))
+        acc = accuracies.get(name)
+        base = accuracies.get(baseline)
+        rows[name] = {
+            "run": str(run_dir), "steps": select.get("steps"), "selected_steps": select.get("selected_steps"),
+            "rollout_tokens": by_stage.get("rollout", {}).get("generated_tokens"),
+            "select_label_tokens": tokens, "select_label_forward_passes": passes,
+            "step_pairs": pairs.get("step_pairs"), "pairs": pairs.get("pairs"),
+            "accuracy": acc.value if acc else None,
+            "gain_points": 100 * (acc.value - base.value) if acc and base else None,
+        }
+    reference = next((r["select_label_tokens"] for n, r in rows.items() if "all" in n and r["select_label_tokens"]),
+                     None)
+    lines = ["| selection | steps valued / all | tokens generated (select + label) | vs all-steps | "
+             "forward passes | step pairs | accuracy % | gain over " + baseline + " (points) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        ratio = f"{r['select_label_tokens'] / reference:.2f}x" if reference else "-"
+        acc_text = f"{100 * r['accuracy']:.1f}" if r["accuracy"] is not None else "-"
+        gain = f"{r['gain_points']:+.1f}" if r["gain_points"] is not None else "-"
+        lines.append(f"| {name} | {r['selected_steps']} / {r['steps']} | {r['select_label_tokens']:,} | {ratio} | "
+                     f"{r['select_label_forward_passes']:,} | {r['step_pairs']} | {acc_text} | {gain} |")
+    rollout = next(iter(rows.values()))["rollout_tokens"]
+    lines += ["", f"Shared rollouts (not in the table): {rollout} generated tokens."]
+    return lines, rows
 
 
 def plot_curves(runs: list[str], out_dir: Path) -> list[Path]:
@@ -172,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--work", default="runs/results", help="prediction cache (append-and-resume)")
-    parser.add_argument("--pdpo-summary", action="append", default=[], help="pDPO stage summary JSON")
+    parser.add_argument("--pdpo-run", action="append", default=[],
+                        help="NAME=RUN_DIR: a pDPO run (its stages/) whose model is the variant NAME")
     parser.add_argument("--run", action="append", default=[], help="training run dir for curves")
     parser.add_argument("--out", default="docs/results.md")
     args = parser.parse_args(argv)
@@ -188,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     items = synth_items(args.split, args.n)
     acc_lines, acc = accuracy_section(items, variants, paths)
     paired_lines, paired = paired_section(items, variants, baseline, acc["scores"])
-    cost_lines, cost = cost_section(args.pdpo_summary)
+    overall = {name: accuracy(scored) for name, scored in acc["scores"].items()}
+    cost_lines, cost = cost_section(args.pdpo_run, overall, baseline)
     curves = plot_curves(args.run, assets)
     command = "python -m salmonn_o1.experiments.results " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     lines = ["# Results: the miniature model on AVR-Synth", "",

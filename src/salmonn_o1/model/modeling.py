@@ -289,6 +289,8 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         if spec.time_tokens:
             parts.append(self.time_embedding(_sinusoid(times, hidden).to(self.image_newline)))
         sources = torch.cat(parts, dim=0)
+        if self.config.media_rms is not None:
+            sources = nn.functional.rms_norm(sources, (hidden,), eps=1e-6) * self.config.media_rms
         return sources[interleave_plan(spec).to(sources.device)]
 
     # ---- language model ----

@@ -278,6 +278,8 @@ def native_to_release(config: SalmonnO1Config) -> dict:
         )
     if config.time_tokens:
         raise ReleaseConfigError("time_tokens=True: the released model feeds no time tokens (it discards them)")
+    if config.media_rms is not None:
+        raise ReleaseConfigError(f"media_rms={config.media_rms}: the released model does not normalise media tokens")
     if config.projector_hidden_act != "gelu":
         raise ReleaseConfigError(f"projector_hidden_act={config.projector_hidden_act!r}: the release has mlp2x_gelu")
     text = config.text_config

@@ -1,0 +1,111 @@
+"""`salmonn-o1 reproduce mini`: every run behind the shipped miniature model, then docs/results.md.
+
+    mini-sft      reasoning SFT from scratch (recipes/mini-sft.yaml)
+    mini-direct   the same data budget trained to answer directly (recipes/mini-direct.yaml)
+    mini-pdpo     pDPO from mini-sft with contrastive step selection (recipes/mini-pdpo.yaml)
+    mini-pdpo-all, mini-pdpo-random
+                  the same pDPO with all-steps / random selection, on the *same* rollouts
+                  (copied, not re-sampled), so the cost table compares selection alone
+
+Every run resumes where it stopped and a finished run (its `final/` exists) is
+skipped, so the command can be re-run after an interruption. `--ship` copies
+the pDPO model into the package (the default model of `ask`, `infer`, `demo`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+ROLLOUT_FILES = ("rollout.jsonl", "rollout_settings.json", "rollout_summary.json")
+STRATEGIES = ("contrastive", "all", "random")
+
+
+@dataclass
+class MiniPlan:
+    """Where the recipes are read and the runs written; what to run."""
+
+    recipes: Path = Path("recipes")
+    runs: Path = Path("runs")
+    n: int = 1000
+    strategies: tuple[str, ...] = STRATEGIES
+    direct: bool = True
+    results: Path = Path("docs/results.md")
+    ship: Path | None = None
+
+    def run_dir(self, name: str) -> Path:
+        return self.runs / name
+
+
+def finished(run_dir: Path) -> bool:
+    return (run_dir / "final" / "config.json").exists()
+
+
+def train_sft(plan: MiniPlan, recipe_name: str, run_name: str) -> Path:
+    from salmonn_o1.train.sft import run_sft
+
+    run_dir = plan.run_dir(run_name)
+    if not finished(run_dir):
+        run_sft(plan.recipes / recipe_name, [f"run.out_dir={run_dir}"], resume=True)
+    return run_dir / "final"
+
+
+def share_rollouts(source: Path, target: Path) -> None:
+    """Give a pDPO run the rollouts of another, so only selection differs (and is costed)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ROLLOUT_FILES:
+        if (source / name).exists() and not (target / name).exists():
+            shutil.copy2(source / name, target / name)
+
+
+def train_pdpo(plan: MiniPlan, sft_model: Path, strategy: str) -> Path:
+    from salmonn_o1.pdpo.pipeline import run_pdpo
+
+    name = "mini-pdpo" if strategy == "contrastive" else f"mini-pdpo-{strategy}"
+    run_dir = plan.run_dir(name)
+    if strategy != "contrastive":
+        share_rollouts(plan.run_dir("mini-pdpo") / "stages", run_dir / "stages")
+    if not finished(run_dir):
+        run_pdpo(plan.recipes / "mini-pdpo.yaml",
+                 [f"model.source={sft_model}", f"run.out_dir={run_dir}", f"stage_options.selection={strategy}"],
+                 resume=True)
+    return run_dir
+
+
+def results_arguments(plan: MiniPlan, sft_model: Path, pdpo_runs: dict[str, Path]) -> list[str]:
+    """The `experiments.results` command line for everything that was trained."""
+    args = ["--variant", f"reasoning SFT={sft_model}:reasoning"]
+    if plan.direct:
+        args += ["--variant", f"direct SFT={plan.run_dir('mini-direct') / 'final'}:direct"]
+    for strategy, run_dir in pdpo_runs.items():
+        name = "SFT + pDPO" if strategy == "contrastive" else f"SFT + pDPO ({strategy} steps)"
+        args += ["--variant", f"{name}={run_dir / 'final'}:reasoning", "--pdpo-run", f"{name}={run_dir}"]
+    runs = [plan.run_dir("mini-sft"), *([plan.run_dir("mini-direct")] if plan.direct else []), *pdpo_runs.values()]
+    for run_dir in runs:
+        args += ["--run", str(run_dir)]
+    return args + ["--baseline", "reasoning SFT", "--n", str(plan.n), "--work", str(plan.runs / "results"),
+                   "--out", str(plan.results)]
+
+
+def ship(model_dir: Path, target: Path) -> Path:
+    """Copy a trained model directory into the package as the default model."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(model_dir, target)  # config, safetensors, tokenizer, processor, recipe.yaml
+    return target
+
+
+def reproduce_mini(plan: MiniPlan) -> Path:
+    """Train (or resume) every variant, write the results, optionally ship; returns the pDPO model."""
+    from salmonn_o1.experiments import results
+
+    sft_model = train_sft(plan, "mini-sft.yaml", "mini-sft")
+    if plan.direct:
+        train_sft(plan, "mini-direct.yaml", "mini-direct")
+    pdpo_runs = {strategy: train_pdpo(plan, sft_model, strategy) for strategy in plan.strategies}
+    results.main(results_arguments(plan, sft_model, pdpo_runs))
+    best = pdpo_runs.get("contrastive", plan.run_dir("mini-pdpo")) / "final"
+    if plan.ship is not None:
+        ship(best, plan.ship)
+    return best

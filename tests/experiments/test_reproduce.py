@@ -1,0 +1,94 @@
+"""`reproduce mini` end to end at tiny scale: three variants, three pDPO selections on shared
+rollouts, the generated report with its cost table, shipping, and a rerun that retrains nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from salmonn_o1.commands.demo import SAMPLE_DIR
+from salmonn_o1.experiments.reproduce import MiniPlan, reproduce_mini
+from salmonn_o1.inference import SalmonnO1Pipeline
+
+SFT = {
+    "stage": "sft",
+    "model": {"source": "tiny", "train": ["aligners", "llm"]},
+    "data": {"sources": [{"synthetic": "train"}], "synthetic_size": 32, "cache_media": 16, "direct_fraction": 0.0,
+             "num_workers": 0},
+    "optim": {"lr": 5e-3, "batch_size": 4, "max_steps": 40, "warmup_steps": 5},
+    "run": {"out_dir": "unused", "save_every": 1000},
+}
+PDPO = {
+    "stage": "pdpo",
+    "model": {"source": "unused", "train": ["aligners", "llm"]},
+    "data": {"length_grouping": False},
+    "optim": {"lr": 1e-3, "schedule": "constant", "batch_size": 2, "max_steps": 2},
+    "run": {"out_dir": "unused", "save_every": 2},
+    "stage_options": {"questions": {"synthetic": "train", "n": 4, "start": 900000}, "paths": 4, "rollouts": 2,
+                      "top_t": 1, "max_new_tokens": 120, "answer_max_new_tokens": 8, "label_mode": "soft",
+                      "beta": 0.1, "temperature": 1.5, "selection": "contrastive"},
+}
+
+
+def write_recipes(folder: Path) -> Path:
+    folder.mkdir()
+    direct = {**SFT, "data": {**SFT["data"], "direct_fraction": 1.0}, "optim": {**SFT["optim"], "max_steps": 10}}
+    for name, recipe in {"mini-sft.yaml": SFT, "mini-direct.yaml": direct, "mini-pdpo.yaml": PDPO}.items():
+        (folder / name).write_text(yaml.safe_dump(recipe))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reproduce")
+    plan = MiniPlan(recipes=write_recipes(root / "recipes"), runs=root / "runs", n=10,
+                    results=root / "docs" / "results.md", ship=root / "shipped")
+    best = reproduce_mini(plan)
+    return plan, best
+
+
+def test_every_variant_is_trained_and_scored(reproduced):
+    plan, best = reproduced
+    report = plan.results.read_text()
+    for variant in ("reasoning SFT", "direct SFT", "SFT + pDPO", "SFT + pDPO (all steps)", "SFT + pDPO (random steps)"):
+        assert f"| {variant} |" in report, variant  # a row of the paired tests / cost table
+    results = json.loads((plan.results.parent / "results" / "results.json").read_text())
+    assert len(results["variants"]) == 5
+    for variant in results["variants"]:
+        assert results["accuracy"][variant["name"]]["overall"]["total"] == 10
+    assert best == plan.runs / "mini-pdpo" / "final"
+    assert (plan.results.parent / "results" / "curve-mini-sft.png").exists()
+
+
+def test_selections_share_rollouts_and_all_steps_costs_most(reproduced):
+    plan, _ = reproduced
+    stages = {s: plan.runs / name / "stages" for s, name in
+              (("contrastive", "mini-pdpo"), ("all", "mini-pdpo-all"), ("random", "mini-pdpo-random"))}
+    rollouts = {s: (d / "rollout.jsonl").read_text() for s, d in stages.items()}
+    assert rollouts["all"] == rollouts["contrastive"] == rollouts["random"]
+    cost = json.loads((plan.results.parent / "results" / "results.json").read_text())["pdpo_cost"]
+    tokens = {name: row["select_label_tokens"] for name, row in cost.items()}
+    assert tokens["SFT + pDPO (all steps)"] >= tokens["SFT + pDPO"]
+    selected = {name: row["selected_steps"] for name, row in cost.items()}
+    assert selected["SFT + pDPO (all steps)"] >= selected["SFT + pDPO"] == selected["SFT + pDPO (random steps)"]
+    assert "| selection |" in plan.results.read_text()
+
+
+def test_the_shipped_model_is_the_pdpo_model_and_answers(reproduced):
+    plan, best = reproduced
+    assert (plan.ship / "model.safetensors").read_bytes() == (best / "model.safetensors").read_bytes()
+    result = SalmonnO1Pipeline.from_pretrained(str(plan.ship)).ask(
+        SAMPLE_DIR / "clip.mp4", "Which shape?", ["a circle", "a square"],
+        max_new_tokens=32, answer_max_new_tokens=4)
+    assert result.answer_text is not None
+
+
+def test_a_rerun_trains_nothing_again(reproduced):
+    plan, best = reproduced
+    stamps = {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")}
+    assert len(stamps) == 5
+    reproduce_mini(plan)
+    assert {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")} == stamps
