@@ -1,3 +1,5 @@
+import copy
+
 import torch
 
 from batches import video_batch
@@ -60,8 +62,9 @@ def test_media_rms_fixes_the_scale_of_media_tokens_whatever_the_aligners_output(
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "attention_mask")}
     is_media = batch["input_ids"][0] == tiny_config.media_token_id
     plain = SalmonnO1ForConditionalGeneration(tiny_config).eval()
-    tiny_config.media_rms = 0.05
-    normed = SalmonnO1ForConditionalGeneration(tiny_config).eval()
+    normed_config = copy.deepcopy(tiny_config)  # the model keeps a reference to its config
+    normed_config.media_rms = 0.05
+    normed = SalmonnO1ForConditionalGeneration(normed_config).eval()
     normed.load_state_dict(plain.state_dict())
     with torch.no_grad():
         plain.mm_projector[-1].weight.mul_(100.0)  # an aligner whose outputs have blown up
