@@ -16,10 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from salmonn_o1.inference import SalmonnO1Pipeline
+    from salmonn_o1.inference import SalmonnO1Pipeline, default_model_source
 
     item = json.loads((SAMPLE_DIR / "item.json").read_text())
     video = SAMPLE_DIR / item["video"]
+    if args.model is None and default_model_source() == "tiny":
+        print("note      no trained model ships yet: this runs the whole pipeline on the tiny *random* model,\n"
+              "          so its text is noise. Pass --model CHECKPOINT_DIR (e.g. a train sft run's final/).")
     pipeline = SalmonnO1Pipeline.from_pretrained(args.model, device="cpu")
     features = pipeline.features(video)
     print(f"video     {video.name}: {features.duration:.1f} s, {features.num_frames} frames at 2 fps, "
