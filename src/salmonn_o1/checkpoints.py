@@ -17,7 +17,7 @@ from salmonn_o1.errors import CheckpointError
 from salmonn_o1.model import SalmonnO1ForConditionalGeneration
 from salmonn_o1.processor import SalmonnO1Processor
 from salmonn_o1.release.loading import find_release_checkpoint, load_release_model_and_processor
-from salmonn_o1.tokenizer import load_tokenizer
+from salmonn_o1.tokenizer import load_tokenizer, time_text_ids
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -59,9 +59,13 @@ def load_model_and_processor(
     source = str(source)
     if source in PRESETS and not Path(source).exists():
         config = preset_config(source)
+        tokenizer = load_tokenizer()
+        if config.time_tokens and config.time_token_mode == "text" and not config.time_text_ids:
+            config.time_text_ids = time_text_ids(tokenizer, config.max_frames / config.frames_per_second,
+                                                 config.time_text_step)
         torch.manual_seed(seed)
         model = SalmonnO1ForConditionalGeneration(config)
-        processor = SalmonnO1Processor(load_tokenizer(), config)
+        processor = SalmonnO1Processor(tokenizer, config)
     elif (release_dir := find_release_checkpoint(source)) is not None:
         # The released layout: its key map, its tokenizer (see salmonn_o1.release).
         model, processor = load_release_model_and_processor(release_dir, dtype=torch_dtype, **model_kwargs)

@@ -59,6 +59,15 @@ class SalmonnO1Config(PreTrainedConfig):
     # How audio and visual tokens are laid out (see salmonn_o1.model.interleave).
     interleave_mode: str = "aligned"
     time_tokens: bool = False
+    # How a frame's time token(s) are made. "learned": one token, a linear map of a sinusoid of
+    # the time. "text": the time written as the steps write it (" 3.5") and embedded with the
+    # LLM's own token embeddings -- what the release computes (and then discards, DESIGN.md);
+    # a model trained from scratch can then match "at 3.5 s" in a question to the frame by
+    # copying tokens. Needs `time_text_ids`: token ids of the time text on a `time_text_step`
+    # grid from 0 s (row k is k * step; -1 pads rows to one length), built from the tokenizer.
+    time_token_mode: str = "learned"
+    time_text_ids: list | None = None
+    time_text_step: float = 0.5
     # None (the release): media tokens enter the LLM at whatever scale the aligners give.
     # A float: each media token is RMS-normalised to this per-dimension RMS (no parameters).
     # Encoders trained from scratch need it: without it Adam inflates the aligners' outputs
@@ -78,6 +87,8 @@ class SalmonnO1Config(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.interleave_mode not in ("aligned", "release"):
             raise ValueError(f"interleave_mode must be 'aligned' or 'release', got {self.interleave_mode!r}")
+        if self.time_token_mode not in ("learned", "text"):
+            raise ValueError(f"time_token_mode must be 'learned' or 'text', got {self.time_token_mode!r}")
         if self.spatial_pool_mode not in ("max", "average"):
             raise ValueError(f"spatial_pool_mode must be 'max' or 'average', got {self.spatial_pool_mode!r}")
         if self.qformer_config.encoder_hidden_size != self.audio_config.d_model:
@@ -89,6 +100,16 @@ class SalmonnO1Config(PreTrainedConfig):
             raise ValueError("audio_window_seconds must divide the Whisper frames of one chunk evenly")
 
     # ---- derived numbers (one place for the token arithmetic) ----
+    @property
+    def time_tokens_per_frame(self) -> int:
+        if not self.time_tokens:
+            return 0
+        if self.time_token_mode == "learned":
+            return 1
+        if not self.time_text_ids:
+            raise ValueError("time_token_mode='text' needs time_text_ids (see time_text_table)")
+        return len(self.time_text_ids[0])
+
     @property
     def hidden_size(self) -> int:
         return self.text_config.hidden_size
@@ -231,9 +252,11 @@ def mini_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> 
         ),
         spatial_pool_stride=4,
         media_token_id=media_token_id,
-        # AVR-Synth's steps state times ("from 3.5 s to 5.0 s"): a time token per frame
-        # saves a model this small from having to count frames to know them.
+        # AVR-Synth's steps state times ("from 3.5 s to 5.0 s"): each frame is preceded by its
+        # time written the same way, so "at 3.5 s" is found by matching tokens, not by counting
+        # frames. A learned sinusoid token was not read by the model in the runs of docs/mini-model.md.
         time_tokens=True,
+        time_token_mode="text",
         media_rms=0.05,  # about twice the text embeddings' scale (see the field's comment)
         # No pretrained encoders exist at this size: they are trained with the rest.
         freeze_vision_tower=False,

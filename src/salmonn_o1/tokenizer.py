@@ -81,3 +81,12 @@ def media_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     if token_id is None or token_id == tokenizer.unk_token_id:
         raise ValueError(f"the tokenizer has no {MEDIA_TOKEN} token")
     return int(token_id)
+
+
+def time_text_ids(tokenizer: PreTrainedTokenizerBase, max_seconds: float, step: float = 0.5) -> list[list[int]]:
+    """Token ids of " 0.0", " 0.5", ... up to `max_seconds`, as times are written inside a step
+    ("from 3.5 s"), each row padded with -1 to the longest: the table of `time_token_mode="text"`."""
+    rows = [tokenizer(f" {k * step:.1f}", add_special_tokens=False).input_ids
+            for k in range(int(round(max_seconds / step)) + 1)]
+    width = max(len(r) for r in rows)
+    return [r + [-1] * (width - len(r)) for r in rows]

@@ -1,5 +1,6 @@
-"""The reproduction recipe (recipes/mini-sft.yaml), CI-sized: same model, data mix and optimiser,
-a short schedule and small batches; the loss must fall."""
+"""The reproduction recipes (recipes/mini-perception.yaml, then recipes/mini-sft.yaml on its
+encoders), CI-sized: same model, data mix and optimiser, short schedules and small batches; the
+SFT loss must fall."""
 
 from __future__ import annotations
 
@@ -7,16 +8,22 @@ import json
 import statistics
 from pathlib import Path
 
+from salmonn_o1.train.encoders import run_perception
+from salmonn_o1.train.recipe import load_recipe
 from salmonn_o1.train.sft import run_sft
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "mini-sft.yaml"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPE = RECIPES / "mini-sft.yaml"
 
 
 def test_the_mini_sft_recipe_reduces_the_loss_on_a_short_schedule(tmp_path):
-    result = run_sft(RECIPE, ["optim.max_steps=60", "optim.batch_size=2", "optim.warmup_steps=10",
+    perception = run_perception(load_recipe(RECIPES / "mini-perception.yaml", [
+        "optim.max_steps=10", "optim.batch_size=2", f"run.out_dir={tmp_path / 'perception'}",
+        "stage_options.dev_items=2"]))
+    result = run_sft(RECIPE, [f"model.source={perception.final_dir}", "optim.max_steps=60", "optim.batch_size=2", "optim.warmup_steps=10",
                               "data.num_workers=0", "run.eval_every=0", "run.save_every=1000",
-                              f"run.out_dir={tmp_path}"])
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+                              f"run.out_dir={tmp_path / 'sft'}"])
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert result.step == 60 and len(losses) == 60
     first, last = statistics.fmean(losses[:10]), statistics.fmean(losses[-10:])
     assert last < 0.5 * first, (first, last)

@@ -21,6 +21,13 @@ SFT = {
     "optim": {"lr": 5e-3, "batch_size": 4, "max_steps": 40, "warmup_steps": 5},
     "run": {"out_dir": "unused", "save_every": 1000},
 }
+PERCEPTION = {
+    "stage": "perception",
+    "model": {"source": "tiny"},
+    "optim": {"lr": 3e-3, "batch_size": 2, "max_steps": 4},
+    "run": {"out_dir": "unused"},
+    "stage_options": {"dev_items": 2},
+}
 PDPO = {
     "stage": "pdpo",
     "model": {"source": "unused", "train": ["aligners", "llm"]},
@@ -36,7 +43,12 @@ PDPO = {
 def write_recipes(folder: Path) -> Path:
     folder.mkdir()
     direct = {**SFT, "data": {**SFT["data"], "direct_fraction": 1.0}, "optim": {**SFT["optim"], "max_steps": 10}}
-    for name, recipe in {"mini-sft.yaml": SFT, "mini-direct.yaml": direct, "mini-pdpo.yaml": PDPO}.items():
+    text = {**SFT, "model": {"source": "unused", "train": ["llm"]},
+            "data": {**SFT["data"], "sources": [{"synthetic": "train", "task": "text"}]},
+            "optim": {**SFT["optim"], "max_steps": 5}}
+    recipes = {"mini-perception.yaml": PERCEPTION, "mini-text.yaml": text, "mini-sft.yaml": SFT,
+               "mini-direct.yaml": direct, "mini-pdpo.yaml": PDPO}
+    for name, recipe in recipes.items():
         (folder / name).write_text(yaml.safe_dump(recipe))
     return folder
 
@@ -89,6 +101,6 @@ def test_the_shipped_model_is_the_pdpo_model_and_answers(reproduced):
 def test_a_rerun_trains_nothing_again(reproduced):
     plan, best = reproduced
     stamps = {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")}
-    assert len(stamps) == 5
+    assert len(stamps) == 7  # perception, text, sft, direct, three pDPO selections
     reproduce_mini(plan)
     assert {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")} == stamps

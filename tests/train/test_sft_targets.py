@@ -50,3 +50,19 @@ def test_label_mask_covers_exactly_the_assistant_tokens(tokenizer, tiny_config):
     assert all(label == IGNORE_INDEX for token, label in zip(ids, labels) if token == media_id)
     labelled = sum(label != IGNORE_INDEX for label in labels)
     assert labelled == sum(len(r) for r in runs) < len(ids) // 2
+
+
+def test_the_text_task_asks_the_question_about_the_description_without_media(tokenizer, tiny_config):
+    from salmonn_o1.data.synthetic.describe import describe_steps, text_item
+    from salmonn_o1.train.recipe import DataSource
+    from salmonn_o1.train.sft_data import ItemSource
+
+    processor = SalmonnO1Processor(tokenizer, tiny_config)
+    source = ItemSource(DataSource(synthetic="train", task="text", first_index=7), processor, synthetic_size=32)
+    item, original = source.item(0), generate_item("train", 7)
+    assert source.media(0) is None
+    assert describe_steps(original.timeline)[0] in item.question and item.question.endswith(original.item.question)
+    assert (item.options, item.answer, item.steps) == (original.item.options, original.item.answer, original.item.steps)
+    assert item == text_item("train", 7)
+    encoded = processor.encode(sft_conversation(item, reasoning=True), None, add_generation_prompt=False)
+    assert tiny_config.media_token_id not in encoded.input_ids

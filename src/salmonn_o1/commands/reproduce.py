@@ -9,9 +9,10 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "reproduce", help="reproduce the shipped miniature model and docs/results.md",
-        description="Runs recipes/mini-sft.yaml, mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps and "
-        "random selection on shared rollouts), then scores every variant on held-out AVR-Synth test items. "
-        "Each run resumes; finished runs are skipped. About 3-4 hours on 2 CPU cores (docs/results.md).",
+        description="Runs recipes/mini-perception.yaml (encoders), mini-text.yaml (the LLM on clip descriptions), "
+        "mini-sft.yaml, mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps and random selection on shared "
+        "rollouts), then scores every variant on held-out AVR-Synth test items. Each run resumes; finished runs are "
+        "skipped. Stage speeds on 2 CPU cores: docs/mini-model.md.",
     )
     parser.add_argument("target", choices=["mini"], help="what to reproduce")
     parser.add_argument("--recipes", default="recipes", help="folder with the mini-*.yaml recipes")

@@ -11,11 +11,12 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train from a recipe (reasoning SFT or pDPO)",
+        "train", help="train from a recipe (perception pretraining, reasoning SFT or pDPO)",
         description="Train from a YAML recipe; trailing key=value pairs override it (e.g. optim.lr=1e-4). "
         "Checkpoints go to run.out_dir/checkpoint-N; --resume continues the latest one exactly.",
     )
-    parser.add_argument("stage", choices=["sft", "pdpo"], help="training stage")
+    parser.add_argument("stage", choices=["perception", "sft", "pdpo"],
+                        help="training stage (perception: encoder pretraining of a model built from scratch)")
     parser.add_argument("--config", required=True, help="recipe YAML (see recipes/)")
     parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
@@ -29,7 +30,15 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.config, args.overrides)
     resume = args.resume or False
-    if args.stage == "sft":
+    if recipe.stage != args.stage:
+        from salmonn_o1.errors import RecipeError
+
+        raise RecipeError(f"{args.config}: a recipe for stage {recipe.stage!r}, run with `train {args.stage}`")
+    if args.stage == "perception":
+        from salmonn_o1.train.encoders import run_perception
+
+        result = run_perception(recipe, resume=resume)
+    elif args.stage == "sft":
         from salmonn_o1.train.sft import build_sft
 
         result = build_sft(recipe).train(resume=resume, stop_at_step=args.stop_at)

@@ -1,6 +1,8 @@
 """`salmonn-o1 reproduce mini`: every run behind the shipped miniature model, then docs/results.md.
 
-    mini-sft      reasoning SFT from scratch (recipes/mini-sft.yaml)
+    mini-perception  encoder pretraining on AVR-Synth labels (recipes/mini-perception.yaml)
+    mini-text     the LLM learns to reason over clip descriptions in words (recipes/mini-text.yaml)
+    mini-sft      reasoning SFT on the frozen pretrained encoders (recipes/mini-sft.yaml)
     mini-direct   the same data budget trained to answer directly (recipes/mini-direct.yaml)
     mini-pdpo     pDPO from mini-sft with contrastive step selection (recipes/mini-pdpo.yaml)
     mini-pdpo-all, mini-pdpo-random
@@ -42,12 +44,22 @@ def finished(run_dir: Path) -> bool:
     return (run_dir / "final" / "config.json").exists()
 
 
-def train_sft(plan: MiniPlan, recipe_name: str, run_name: str) -> Path:
+def train_perception(plan: MiniPlan) -> Path:
+    from salmonn_o1.train.encoders import run_perception
+    from salmonn_o1.train.recipe import load_recipe
+
+    run_dir = plan.run_dir("mini-perception")
+    recipe = load_recipe(plan.recipes / "mini-perception.yaml", [f"run.out_dir={run_dir}"])
+    return run_perception(recipe, resume=True).final_dir
+
+
+def train_sft(plan: MiniPlan, recipe_name: str, run_name: str, source: Path) -> Path:
+    """An SFT-engine run (text stage, reasoning or direct SFT) starting from `source`."""
     from salmonn_o1.train.sft import run_sft
 
     run_dir = plan.run_dir(run_name)
     if not finished(run_dir):
-        run_sft(plan.recipes / recipe_name, [f"run.out_dir={run_dir}"], resume=True)
+        run_sft(plan.recipes / recipe_name, [f"run.out_dir={run_dir}", f"model.source={source}"], resume=True)
     return run_dir / "final"
 
 
@@ -100,9 +112,11 @@ def reproduce_mini(plan: MiniPlan) -> Path:
     """Train (or resume) every variant, write the results, optionally ship; returns the pDPO model."""
     from salmonn_o1.experiments import results
 
-    sft_model = train_sft(plan, "mini-sft.yaml", "mini-sft")
+    encoders = train_perception(plan)
+    start = train_sft(plan, "mini-text.yaml", "mini-text", encoders)
+    sft_model = train_sft(plan, "mini-sft.yaml", "mini-sft", start)
     if plan.direct:
-        train_sft(plan, "mini-direct.yaml", "mini-direct")
+        train_sft(plan, "mini-direct.yaml", "mini-direct", start)
     pdpo_runs = {strategy: train_pdpo(plan, sft_model, strategy) for strategy in plan.strategies}
     results.main(results_arguments(plan, sft_model, pdpo_runs))
     best = pdpo_runs.get("contrastive", plan.run_dir("mini-pdpo")) / "final"

@@ -1,7 +1,7 @@
 """Where each visual and audio token goes in the media sequence.
 
 The layout is computed as an *index plan* over the concatenation
-`[visual tokens (F * Tv), audio tokens (A), time tokens (F)]`: the processor
+`[visual tokens (F * Tv), audio tokens (A), time tokens (F * K)]`: the processor
 uses its length to expand the media placeholder, and the model gathers the
 embeddings with it, so the two can never disagree about the count.
 
@@ -45,6 +45,7 @@ class MediaSpec:
     frame_times: tuple[float, ...] = ()
     audio_tokens_per_second: float = 5.0
     time_tokens: bool = False
+    time_tokens_per_frame: int = 1
     mode: str = "aligned"
 
 
@@ -95,7 +96,8 @@ def _plan(spec: MediaSpec) -> np.ndarray:
     pieces: list[np.ndarray] = []
     for f in range(spec.num_frames):
         if spec.time_tokens:
-            pieces.append(np.array([time_offset + f]))
+            k = spec.time_tokens_per_frame
+            pieces.append(np.arange(time_offset + f * k, time_offset + (f + 1) * k))
         pieces.append(np.arange(f * spec.tokens_per_frame, (f + 1) * spec.tokens_per_frame))
         pieces.append(frame_audio[f] + audio_offset)
     pieces.append(back + audio_offset)
@@ -133,5 +135,6 @@ def spec_for(
         frame_times=tuple(float(t) for t in frame_times),
         audio_tokens_per_second=config.audio_tokens_per_second,
         time_tokens=bool(config.time_tokens) and kind != "audio",
+        time_tokens_per_frame=config.time_tokens_per_frame if config.time_tokens and kind != "audio" else 1,
         mode=config.interleave_mode,
     )

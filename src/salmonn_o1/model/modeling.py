@@ -92,7 +92,9 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
             if config.audio_final_mlp
             else None
         )
-        self.time_embedding = nn.Linear(hidden, hidden) if config.time_tokens else None
+        self.time_embedding = (
+            nn.Linear(hidden, hidden) if config.time_tokens and config.time_token_mode == "learned" else None
+        )
         self.language_model = Qwen2ForCausalLM(config.text_config)
         self.post_init()
         self.set_trainable(vision_tower=not config.freeze_vision_tower, audio_encoder=not config.freeze_audio_encoder)
@@ -287,11 +289,22 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         empty = self.image_newline.new_zeros(0, hidden)
         parts = [visual.flatten(0, 1) if visual is not None else empty, audio if audio is not None else empty]
         if spec.time_tokens:
-            parts.append(self.time_embedding(_sinusoid(times, hidden).to(self.image_newline)))
+            parts.append(self._time_token_embeddings(times))
         sources = torch.cat(parts, dim=0)
         if self.config.media_rms is not None:
             sources = nn.functional.rms_norm(sources, (hidden,), eps=1e-6) * self.config.media_rms
         return sources[interleave_plan(spec).to(sources.device)]
+
+    def _time_token_embeddings(self, times: torch.Tensor) -> torch.Tensor:
+        """(F,) seconds -> (F * K, H) time tokens: learned from a sinusoid, or the time's text tokens."""
+        hidden = self.config.text_config.hidden_size
+        if self.config.time_token_mode == "learned":
+            return self.time_embedding(_sinusoid(times, hidden).to(self.image_newline))
+        table = torch.tensor(self.config.time_text_ids, dtype=torch.long, device=self.image_newline.device)
+        rows = torch.round(times.to(table.device).float() / self.config.time_text_step).long()
+        ids = table[rows.clamp(0, table.shape[0] - 1)]  # (F, K); past the table: its last time
+        embeds = self.get_input_embeddings()(ids.clamp(min=0)) * (ids >= 0).unsqueeze(-1)
+        return embeds.flatten(0, 1).to(self.image_newline.dtype)
 
     # ---- language model ----
     def forward(

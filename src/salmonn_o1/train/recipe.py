@@ -50,7 +50,8 @@ class DataSource:
     synthetic: str | None = None
     weight: float = 1.0
     first_index: int = 0  # synthetic: index of the first clip of the split used
-    task: str = "qa"  # synthetic: "qa" (its question) or "describe" (dense timeline description)
+    task: str = "qa"  # synthetic: "qa" (its question), "describe" (dense timeline description) or
+    # "text" (the question asked about the description, no media: reasoning learnt from text)
 
 
 @dataclass

@@ -38,9 +38,15 @@ class DevEvaluation:
         pipe = SalmonnO1Pipeline(model, self.processor)
         questions = [Question(f, item.question, item.options or None, True) for item, f in zip(self.items, self.features)]
         results = pipe.ask_batch(questions, max_new_tokens=self.max_new_tokens)
-        correct = sum(r.answer == item.answer for r, item in zip(results, self.items))
-        return {"dev_loss": round(float(loss), 5), "dev_accuracy": round(correct / max(1, len(self.items)), 4),
-                "dev_items": len(self.items)}
+        hits = [r.answer == item.answer for r, item in zip(results, self.items)]
+        report = {"dev_loss": round(float(loss), 5), "dev_accuracy": round(sum(hits) / max(1, len(hits)), 4),
+                  "dev_items": len(hits)}
+        # Per category: whether the picture-only and sound-only controls rise tells perception apart
+        # from the text prior, long before overall accuracy moves.
+        for category in sorted({item.category for item in self.items if item.category}):
+            mine = [h for h, item in zip(hits, self.items) if item.category == category]
+            report[f"dev_accuracy/{category}"] = round(sum(mine) / len(mine), 4)
+        return report
 
 
 def build_sft(recipe: Recipe) -> Trainer:

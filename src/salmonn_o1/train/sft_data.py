@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from salmonn_o1.data.schema import Item, read_items
 from salmonn_o1.data.synthetic import generate_item, render_media
-from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, describe_item
+from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, describe_item, text_item
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import EncodedSample, MediaFeatures, SalmonnO1Processor
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION
@@ -61,8 +61,9 @@ class ItemSource:
     def __init__(self, spec: DataSource, processor: SalmonnO1Processor, synthetic_size: int, cache_size: int = 0):
         if (spec.path is None) == (spec.synthetic is None):
             raise RecipeError(f"data source {spec}: give exactly one of path or synthetic")
-        if spec.task not in ("qa", DESCRIBE_TASK):
-            raise RecipeError(f"data source {spec.path or spec.synthetic}: task must be qa or {DESCRIBE_TASK}")
+        if spec.task not in ("qa", DESCRIBE_TASK, TEXT_TASK):
+            raise RecipeError(f"data source {spec.path or spec.synthetic}: task must be qa, {DESCRIBE_TASK} "
+                              f"or {TEXT_TASK}")
         if spec.weight <= 0:
             raise RecipeError(f"data source {spec.path or spec.synthetic}: weight must be > 0")
         self.spec = spec
@@ -90,6 +91,8 @@ class ItemSource:
             return self.items[index]
         if self.spec.task == DESCRIBE_TASK:
             return describe_item(self.spec.synthetic, self.spec.first_index + index)
+        if self.spec.task == TEXT_TASK:
+            return text_item(self.spec.synthetic, self.spec.first_index + index)
         return generate_item(self.spec.synthetic, self.spec.first_index + index).item
 
     def media(self, index: int) -> MediaFeatures | None:
@@ -108,6 +111,8 @@ class ItemSource:
         if self.items is not None:
             item = self.items[index]
             return self.processor.media_features(item.video) if item.video else None
+        if self.spec.task == TEXT_TASK:
+            return None  # the description stands in for the media
         sample = generate_item(self.spec.synthetic, self.spec.first_index + index)
         decoded = render_media(sample, fps=self.processor.config.frames_per_second, size=self.synthetic_size)
         return self.processor.media_features(decoded)

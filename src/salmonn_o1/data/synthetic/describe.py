@@ -15,6 +15,7 @@ from salmonn_o1.data.synthetic.timeline import Timeline
 
 DESCRIBE_QUESTION = "Describe the video step by step: every shape on screen and every sound, with their times."
 DESCRIBE_TASK = "describe"
+TEXT_TASK = "text"  # the clip's question asked about its description, without media
 
 
 def describe_steps(timeline: Timeline) -> list[str]:
@@ -48,3 +49,20 @@ def describe_item(split: str, index: int) -> Item:
     return Item(id=f"{sample.item.id}-describe", video=None, question=DESCRIBE_QUESTION, options=[], answer="",
                 steps=describe_steps(sample.timeline), category=DESCRIBE_TASK, source=sample.item.source,
                 extras={**sample.item.extras, "task": DESCRIBE_TASK})
+
+
+def text_item(split: str, index: int) -> Item:
+    """Clip `index` of `split` as a text-only question: its description, then its question.
+
+    The analogue of starting from a pretrained LLM: the reasoning over stated facts (find the
+    sound the question names, copy its time, look up what was on screen then, map it to an
+    option letter) is learnt from short text sequences, without media, many steps per second.
+    The glitch family is not answerable from a description (it lists no motion); it is still
+    asked, so its prior stays balanced.
+    """
+    sample: SynthSample = generate_item(split, index)
+    description = " ".join(describe_steps(sample.timeline))
+    item = sample.item
+    return Item(id=f"{item.id}-text", video=None, question=f"The video: {description}\n{item.question}",
+                options=item.options, answer=item.answer, steps=item.steps, category=item.category,
+                source=item.source, extras={**item.extras, "task": TEXT_TASK})
