@@ -107,7 +107,7 @@ class SalmonnO1Config(PreTrainedConfig):
         if self.time_token_mode == "learned":
             return 1
         if not self.time_text_ids:
-            raise ValueError("time_token_mode='text' needs time_text_ids (see time_text_table)")
+            raise ValueError("time_token_mode='text' needs time_text_ids (salmonn_o1.tokenizer.time_text_ids)")
         return len(self.time_text_ids[0])
 
     @property

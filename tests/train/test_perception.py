@@ -42,10 +42,10 @@ def test_targets_follow_the_timeline_frame_by_frame_and_window_by_window():
 
 def test_pretraining_lowers_the_perception_loss_and_leaves_the_llm_alone():
     torch.manual_seed(0)
-    model, _ = load_model_and_processor("tiny")
+    model, processor = load_model_and_processor("tiny")
     llm_before = {k: v.clone() for k, v in model.language_model.state_dict().items()}
     tower_before = next(model.vision_tower.parameters()).detach().clone()
-    _, log = pretrain_perception(model, PerceptionRun(steps=30, batch_size=4, lr=3e-3, log_every=1))
+    _, log = pretrain_perception(model, processor, PerceptionRun(steps=30, batch_size=4, lr=3e-3, log_every=1))
     first, last = np.mean([r["loss"] for r in log[:5]]), np.mean([r["loss"] for r in log[-5:]])
     assert last < 0.7 * first, (first, last)
     assert not torch.equal(next(model.vision_tower.parameters()), tower_before)

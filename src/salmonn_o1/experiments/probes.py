@@ -20,10 +20,9 @@ import numpy as np
 import torch
 
 from salmonn_o1.data.synthetic.dataset import SynthSample, generate_item
-from salmonn_o1.data.synthetic.timeline import COLOURS
+from salmonn_o1.train.encoders import COLOUR_NAMES
 from salmonn_o1.train.sft_data import SFTObjective
 
-COLOUR_NAMES = list(COLOURS)
 LETTERS = "ABCDEF"
 OPTIONS = " ".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(COLOUR_NAMES))
 

@@ -126,6 +126,7 @@ def spec_for(
     if kind == "none":
         return MediaSpec(kind="none")
     tokens_per_frame = config.image_tokens if kind == "image" else config.video_tokens_per_frame
+    time_tokens = bool(config.time_tokens) and kind != "audio"
     return MediaSpec(
         kind=kind,
         num_frames=num_frames if kind != "audio" else 0,
@@ -134,7 +135,7 @@ def spec_for(
         duration=float(duration),
         frame_times=tuple(float(t) for t in frame_times),
         audio_tokens_per_second=config.audio_tokens_per_second,
-        time_tokens=bool(config.time_tokens) and kind != "audio",
-        time_tokens_per_frame=config.time_tokens_per_frame if config.time_tokens and kind != "audio" else 1,
+        time_tokens=time_tokens,
+        time_tokens_per_frame=config.time_tokens_per_frame if time_tokens else 1,
         mode=config.interleave_mode,
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +26,9 @@ from tqdm.auto import tqdm
 
 from salmonn_o1.data.synthetic.dataset import SynthSample, generate_item, render_media
 from salmonn_o1.data.synthetic.timeline import COLOURS, SHAPES, SOUNDS, scene_at
-from salmonn_o1.features import audio_to_features, frames_to_pixel_values
 from salmonn_o1.model.modeling import SalmonnO1ForConditionalGeneration
 from salmonn_o1.model.vision import pool_grid, tower_features
+from salmonn_o1.processor import SalmonnO1Processor
 
 COLOUR_NAMES = tuple(COLOURS)
 SOUND_NAMES = tuple(SOUNDS)
@@ -89,21 +88,17 @@ class PerceptionBatch:
     targets: PerceptionTargets  # concatenated over clips
 
 
-def perception_batch(model: SalmonnO1ForConditionalGeneration, split: str, indices: list[int]) -> PerceptionBatch:
-    """Rendered clips (no mp4) featurised as the processor does, with their labels."""
-    config = model.config
-    window_seconds = config.audio_window_frames * 0.02  # Whisper states are 20 ms apart
-    windows_per_chunk = int(round(config.audio_chunk_seconds / window_seconds))
+def perception_batch(processor: SalmonnO1Processor, split: str, indices: list[int]) -> PerceptionBatch:
+    """Rendered clips (no mp4) featurised by the processor, as SFT sees them, with their labels."""
+    config = processor.config
     pixels, features, parts = [], [], []
     for index in indices:
         sample = generate_item(split, index)
-        media = render_media(sample, fps=config.frames_per_second, size=config.image_size)
-        frames, times = media.frames[: config.max_frames], media.frame_times[: config.max_frames]
-        audio = audio_to_features(media.audio, num_mel_bins=config.num_mel_bins,
-                                  chunk_seconds=config.audio_chunk_seconds, min_seconds=config.audio_min_seconds)
-        pixels.append(frames_to_pixel_values(frames, config.image_size))
-        features.append(audio)
-        parts.append(perception_targets(sample, times, windows_per_chunk * audio.shape[0], window_seconds))
+        media = processor.media_features(render_media(sample, fps=config.frames_per_second, size=config.image_size))
+        pixels.append(media.pixel_values)
+        features.append(media.input_features)
+        windows = config.audio_tokens_per_chunk_per_query * media.num_chunks
+        parts.append(perception_targets(sample, media.frame_times.numpy(), windows, config.audio_window_seconds))
     targets = PerceptionTargets(*(torch.cat([getattr(p, f) for p in parts])
                                   for f in ("colour", "shape", "position", "sound")))
     return PerceptionBatch(torch.cat(pixels), torch.cat(features), targets)
@@ -153,11 +148,10 @@ class PerceptionRun:
     log_every: int = 20
 
 
-def pretrain_perception(model: SalmonnO1ForConditionalGeneration, run: PerceptionRun,
-                        log_path: str | Path | None = None) -> tuple[PerceptionHeads, list[dict]]:
+def pretrain_perception(model: SalmonnO1ForConditionalGeneration, processor: SalmonnO1Processor,
+                        run: PerceptionRun, log_path: str | Path | None = None) -> tuple[PerceptionHeads, list[dict]]:
     """Train the vision tower and the audio encoder + Q-Former on the perception labels (in place)."""
     torch.manual_seed(run.seed)
-    random.seed(run.seed)
     heads = PerceptionHeads(model.config.vision_config.hidden_size, model.config.qformer_config.hidden_size)
     modules = [model.vision_tower, model.audio_encoder, model.audio_qformer, heads]
     params = [p for m in modules for p in m.parameters()]
@@ -180,7 +174,7 @@ def pretrain_perception(model: SalmonnO1ForConditionalGeneration, run: Perceptio
         bar = tqdm(range(run.steps), desc="perception")
         for step in bar:
             start = run.first_index + step * run.batch_size
-            batch = perception_batch(model, "train", list(range(start, start + run.batch_size)))
+            batch = perception_batch(processor, "train", list(range(start, start + run.batch_size)))
             loss, metrics = perception_loss(perception_outputs(model, heads, batch), batch.targets)
             optimizer.zero_grad()
             loss.backward()
@@ -203,9 +197,9 @@ def pretrain_perception(model: SalmonnO1ForConditionalGeneration, run: Perceptio
 
 
 @torch.no_grad()
-def evaluate_perception(model: SalmonnO1ForConditionalGeneration, heads: PerceptionHeads, indices: list[int],
-                        split: str = "dev") -> dict:
-    batch = perception_batch(model, split, indices)
+def evaluate_perception(model: SalmonnO1ForConditionalGeneration, processor: SalmonnO1Processor,
+                        heads: PerceptionHeads, indices: list[int], split: str = "dev") -> dict:
+    batch = perception_batch(processor, split, indices)
     _, metrics = perception_loss(perception_outputs(model, heads, batch), batch.targets)
     return metrics
 
@@ -237,8 +231,8 @@ def run_perception(recipe, resume: bool | str = False):
                         seed=recipe.run.seed, log_every=int(options.get("log_every", PerceptionRun.log_every)))
     metrics_path = out_dir / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
-    heads, history = pretrain_perception(model, run, log_path=metrics_path)
-    dev = evaluate_perception(model, heads, list(range(int(options.get("dev_items", 32)))))
+    heads, history = pretrain_perception(model, processor, run, log_path=metrics_path)
+    dev = evaluate_perception(model, processor, heads, list(range(int(options.get("dev_items", 32)))))
     (out_dir / "dev_perception.json").write_text(json.dumps(dev, indent=2))
     print(f"perception on dev clips: {dev}")
     save_model_and_processor(model, processor, final)
