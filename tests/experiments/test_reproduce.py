@@ -46,7 +46,17 @@ def write_recipes(folder: Path) -> Path:
     text = {**SFT, "model": {"source": "unused", "train": ["llm"]},
             "data": {**SFT["data"], "sources": [{"synthetic": "train", "task": "text"}]},
             "optim": {**SFT["optim"], "max_steps": 5}}
-    recipes = {"mini-perception.yaml": PERCEPTION, "mini-text.yaml": text, "mini-sft.yaml": SFT,
+    copying = {**text, "data": {**text["data"], "sources": [
+        {"synthetic": "train", "task": "text", "families": ["cross_modal_counting"], "first_steps": 1}]}}
+    ground = {**SFT, "data": {**SFT["data"], "sources": [
+        {"synthetic": "train", "task": "describe"},
+        {"synthetic": "train", "families": ["cross_modal_counting"], "first_steps": 1}]},
+        "optim": {**SFT["optim"], "max_steps": 5}}
+    answer = {**text, "data": {**text["data"], "sources": [
+        {"synthetic": "train", "task": "text", "loss_last_steps": 2}]}}
+    recipes = {"mini-perception.yaml": PERCEPTION, "mini-copy.yaml": copying, "mini-text.yaml": text,
+               "mini-answer.yaml": answer,
+               "mini-ground.yaml": ground, "mini-sft.yaml": SFT,
                "mini-direct.yaml": direct, "mini-pdpo.yaml": PDPO}
     for name, recipe in recipes.items():
         (folder / name).write_text(yaml.safe_dump(recipe))
@@ -101,6 +111,6 @@ def test_the_shipped_model_is_the_pdpo_model_and_answers(reproduced):
 def test_a_rerun_trains_nothing_again(reproduced):
     plan, best = reproduced
     stamps = {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")}
-    assert len(stamps) == 7  # perception, text, sft, direct, three pDPO selections
+    assert len(stamps) == 10  # perception, copy, text, answer, ground, sft, direct, three pDPO selections
     reproduce_mini(plan)
     assert {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")} == stamps

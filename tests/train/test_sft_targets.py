@@ -66,3 +66,50 @@ def test_the_text_task_asks_the_question_about_the_description_without_media(tok
     assert item == text_item("train", 7)
     encoded = processor.encode(sft_conversation(item, reasoning=True), None, add_generation_prompt=False)
     assert tiny_config.media_token_id not in encoded.input_ids
+
+
+def test_curriculum_sources_pick_families_and_truncate_the_target(tokenizer, tiny_config):
+    import pytest
+
+    from salmonn_o1.errors import RecipeError
+    from salmonn_o1.train.recipe import DataSource
+    from salmonn_o1.train.sft_data import ItemSource
+
+    processor = SalmonnO1Processor(tokenizer, tiny_config)
+    spec = DataSource(synthetic="train", task="text", first_index=59,  # not a multiple of the 6 families
+                      families=["temporal_order", "cross_modal_counting"], first_steps=1)
+    source = ItemSource(spec, processor, synthetic_size=32)
+    items = [source.item(i) for i in range(6)]
+    assert [it.category for it in items] == ["cross_modal_counting", "temporal_order"] * 3
+    assert len({it.id for it in items}) == 6 and all(it.extras["index"] >= 60 for it in items)
+    for item in items:
+        full = generate_item("train", item.extras["index"]).item
+        assert item.steps == full.steps[:1]
+        turns = sft_conversation(item, reasoning=True)
+        # a prefix of the solution: one turn of numbered steps, no answer step and no answer turn
+        assert [t["role"] for t in turns] == ["user", "assistant"]
+        assert turns[1]["content"] == f"1. {full.steps[0]}<end_of_step>"
+    for bad in (dict(families=["juggling"]), dict(families=[]), dict(first_steps=-1)):
+        with pytest.raises(RecipeError):
+            ItemSource(DataSource(synthetic="train", **bad), processor, synthetic_size=32)
+
+
+def test_loss_last_steps_keeps_the_reasoning_as_context_and_learns_only_its_conclusion(tokenizer, tiny_config):
+    from salmonn_o1.train.recipe import DataRecipe, DataSource
+    from salmonn_o1.train.sft_data import SFTExamples
+
+    processor = SalmonnO1Processor(tokenizer, tiny_config)
+    spec = DataSource(synthetic="train", task="text", families=["temporal_order"], loss_last_steps=2)
+    examples = SFTExamples(DataRecipe(sources=[spec]), processor, total=3, seed=0)
+    full = SFTExamples(DataRecipe(sources=[DataSource(synthetic="train", task="text", families=["temporal_order"])]),
+                       processor, total=3, seed=0)
+    for position in range(3):
+        masked, plain = examples[position], full[position]
+        item = examples.sources[0].item(examples.slots[position].index)
+        assert masked.input_ids == plain.input_ids  # the earlier steps are still in the input
+        learnt = tokenizer.decode([t for t, label in zip(masked.input_ids, masked.labels) if label != IGNORE_INDEX])
+        last, conclusion = len(item.steps), f"The answer is {item.answer}."
+        assert learnt.startswith(f"\n{last}. {item.steps[-1]}<end_of_step>\n{last + 1}. {conclusion}")
+        assert learnt.endswith(f"{conclusion}<|im_end|>")  # the answer turn still carries the loss
+        assert item.steps[0] not in learnt
+        assert sum(label != IGNORE_INDEX for label in masked.labels) < sum(label != IGNORE_INDEX for label in plain.labels)

@@ -1,7 +1,10 @@
 """`salmonn-o1 reproduce mini`: every run behind the shipped miniature model, then docs/results.md.
 
     mini-perception  encoder pretraining on AVR-Synth labels (recipes/mini-perception.yaml)
+    mini-copy     the LLM learns to copy from its prompt, one short target (recipes/mini-copy.yaml)
     mini-text     the LLM learns to reason over clip descriptions in words (recipes/mini-text.yaml)
+    mini-answer   it learns to map its conclusion to the option letter (recipes/mini-answer.yaml)
+    mini-ground   it learns to read the same facts from the media (recipes/mini-ground.yaml)
     mini-sft      reasoning SFT on the frozen pretrained encoders (recipes/mini-sft.yaml)
     mini-direct   the same data budget trained to answer directly (recipes/mini-direct.yaml)
     mini-pdpo     pDPO from mini-sft with contrastive step selection (recipes/mini-pdpo.yaml)
@@ -113,7 +116,10 @@ def reproduce_mini(plan: MiniPlan) -> Path:
     from salmonn_o1.experiments import results
 
     encoders = train_perception(plan)
-    start = train_sft(plan, "mini-text.yaml", "mini-text", encoders)
+    copying = train_sft(plan, "mini-copy.yaml", "mini-copy", encoders)
+    text = train_sft(plan, "mini-text.yaml", "mini-text", copying)
+    answering = train_sft(plan, "mini-answer.yaml", "mini-answer", text)
+    start = train_sft(plan, "mini-ground.yaml", "mini-ground", answering)
     sft_model = train_sft(plan, "mini-sft.yaml", "mini-sft", start)
     if plan.direct:
         train_sft(plan, "mini-direct.yaml", "mini-direct", start)

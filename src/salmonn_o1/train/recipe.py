@@ -52,6 +52,10 @@ class DataSource:
     first_index: int = 0  # synthetic: index of the first clip of the split used
     task: str = "qa"  # synthetic: "qa" (its question), "describe" (dense timeline description) or
     # "text" (the question asked about the description, no media: reasoning learnt from text)
+    families: list[str] | None = None  # synthetic: only these question families (curriculum stages)
+    first_steps: int = 0  # > 0: the target is only the first k gold steps, one turn (curriculum stages)
+    loss_last_steps: int = 0  # > 0: the earlier steps stay as context but only the last k steps of
+    # the reasoning turn and the answer turn carry the loss (curriculum stages)
 
 
 @dataclass

@@ -8,19 +8,43 @@ straight run see the same data in the same order, and workers only decode.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.data.schema import Item, read_items
-from salmonn_o1.data.synthetic import generate_item, render_media
+from salmonn_o1.data.synthetic import FAMILIES, generate_item, render_media
 from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, describe_item, text_item
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import EncodedSample, MediaFeatures, SalmonnO1Processor
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION
 from salmonn_o1.train.recipe import DataRecipe, DataSource
+
+PARTIAL_TARGET = "partial_target"  # extras flag: the steps are a prefix of the solution, no answer turn
+LOSS_LAST_STEPS = "loss_last_steps"  # extras: only the reasoning turn's last k steps carry the loss
+
+
+def mask_leading_steps(input_ids: list[int], labels: list[int], end_of_step_id: int, keep_last: int) -> list[int]:
+    """Labels with the first assistant turn's steps before its last `keep_last` set to IGNORE_INDEX.
+
+    Steps end with the `<end_of_step>` token, so the cut falls on a token boundary whatever the
+    tokenizer merges. The masked steps are still in the input: the model is teacher-forced
+    through them and learns only the conclusion (e.g. mapping its entity to an option letter).
+    """
+    labels = list(labels)
+    start = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), None)
+    if start is None:
+        return labels
+    end = next((i for i in range(start, len(labels)) if labels[i] == IGNORE_INDEX), len(labels))
+    ends = [i for i in range(start, end) if input_ids[i] == end_of_step_id]
+    if len(ends) <= keep_last:
+        return labels
+    cut = ends[len(ends) - keep_last - 1] + 1
+    labels[start:cut] = [IGNORE_INDEX] * (cut - start)
+    return labels
 
 
 class SkipExample(Exception):
@@ -33,7 +57,7 @@ def sft_conversation(item: Item, reasoning: bool) -> list[dict]:
     Items without steps (or `reasoning=False`) train the direct answer in one turn;
     description items (perception alignment) are one turn of numbered steps.
     """
-    if item.extras.get("task") == DESCRIBE_TASK:
+    if item.extras.get("task") == DESCRIBE_TASK or item.extras.get(PARTIAL_TARGET):
         steps = "\n".join(f"{i}. {step}{END_OF_STEP}" for i, step in enumerate(item.steps or [], start=1))
         return [{"role": "user", "content": item.question}, {"role": "assistant", "content": steps}]
     gold = item.gold_reasoning() if reasoning else None
@@ -66,6 +90,10 @@ class ItemSource:
                               f"or {TEXT_TASK}")
         if spec.weight <= 0:
             raise RecipeError(f"data source {spec.path or spec.synthetic}: weight must be > 0")
+        if spec.first_steps < 0 or spec.loss_last_steps < 0:
+            raise RecipeError(f"data source {spec.path or spec.synthetic}: first_steps and loss_last_steps "
+                              "must be >= 0")
+        self.family_slots = self._family_slots(spec)
         self.spec = spec
         self.processor = processor
         self.synthetic_size = synthetic_size
@@ -86,14 +114,44 @@ class ItemSource:
         """Number of items, None for an unbounded synthetic split."""
         return len(self.items) if self.items is not None else None
 
+    @staticmethod
+    def _family_slots(spec: DataSource) -> list[int] | None:
+        """Offsets within each block of len(FAMILIES) clips that hold the wanted families."""
+        if spec.families is None:
+            return None
+        if spec.synthetic is None:
+            raise RecipeError(f"data source {spec.path}: families only apply to synthetic sources")
+        unknown = sorted(set(spec.families) - set(FAMILIES))
+        if unknown or not spec.families:
+            raise RecipeError(f"data source {spec.synthetic}: unknown families {unknown or '[]'}; "
+                              f"choose from {', '.join(FAMILIES)}")
+        return sorted(FAMILIES.index(f) for f in set(spec.families))
+
+    def clip_index(self, index: int) -> int:
+        """The synthetic split's clip for the source's `index`-th item (skipping other families)."""
+        if self.family_slots is None:
+            return self.spec.first_index + index
+        # A clip's family is its index modulo len(FAMILIES): count whole blocks from the first
+        # block at or after first_index, so the family does not depend on first_index.
+        first_block = -(-self.spec.first_index // len(FAMILIES))
+        block, slot = divmod(index, len(self.family_slots))
+        return (first_block + block) * len(FAMILIES) + self.family_slots[slot]
+
     def item(self, index: int) -> Item:
         if self.items is not None:
-            return self.items[index]
-        if self.spec.task == DESCRIBE_TASK:
-            return describe_item(self.spec.synthetic, self.spec.first_index + index)
-        if self.spec.task == TEXT_TASK:
-            return text_item(self.spec.synthetic, self.spec.first_index + index)
-        return generate_item(self.spec.synthetic, self.spec.first_index + index).item
+            item = self.items[index]
+        elif self.spec.task == DESCRIBE_TASK:
+            item = describe_item(self.spec.synthetic, self.clip_index(index))
+        elif self.spec.task == TEXT_TASK:
+            item = text_item(self.spec.synthetic, self.clip_index(index))
+        else:
+            item = generate_item(self.spec.synthetic, self.clip_index(index)).item
+        if self.spec.first_steps and item.steps:
+            item = replace(item, steps=item.steps[:self.spec.first_steps],
+                           extras={**item.extras, PARTIAL_TARGET: True})
+        if self.spec.loss_last_steps:
+            item = replace(item, extras={**item.extras, LOSS_LAST_STEPS: self.spec.loss_last_steps})
+        return item
 
     def media(self, index: int) -> MediaFeatures | None:
         """Media features: decoded from the item's file, or rendered straight from the synthetic timeline."""
@@ -113,7 +171,7 @@ class ItemSource:
             return self.processor.media_features(item.video) if item.video else None
         if self.spec.task == TEXT_TASK:
             return None  # the description stands in for the media
-        sample = generate_item(self.spec.synthetic, self.spec.first_index + index)
+        sample = generate_item(self.spec.synthetic, self.clip_index(index))
         decoded = render_media(sample, fps=self.processor.config.frames_per_second, size=self.synthetic_size)
         return self.processor.media_features(decoded)
 
@@ -158,6 +216,7 @@ class SFTExamples(Dataset):
         self.processor = processor
         self.sources = [ItemSource(spec, processor, recipe.synthetic_size, recipe.cache_media) for spec in recipe.sources]
         self.slots = plan_slots(self.sources, total, recipe.direct_fraction, seed)
+        self.end_of_step_id = processor.tokenizer.convert_tokens_to_ids(END_OF_STEP)
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -177,6 +236,9 @@ class SFTExamples(Dataset):
         item = source.item(slot.index)
         features = source.media(slot.index)
         sample = self.processor.encode(sft_conversation(item, slot.reasoning), features, add_generation_prompt=False)
+        keep = item.extras.get(LOSS_LAST_STEPS)
+        if keep and slot.reasoning:
+            sample.labels = mask_leading_steps(sample.input_ids, sample.labels, self.end_of_step_id, keep)
         if len(sample.input_ids) > self.recipe.max_length:
             raise SkipExample(f"{len(sample.input_ids)} tokens > data.max_length {self.recipe.max_length}")
         return sample

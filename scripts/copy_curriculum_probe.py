@@ -1,0 +1,117 @@
+"""Does a from-scratch LLM of the mini model's size learn to copy the question's entity?
+
+A bare loop (no media, no chat template): a `Qwen2ForCausalLM` shaped like the mini preset's
+LLM learns AVR-Synth text items (the clip's description, then its question) and prints, every
+50 steps, the teacher-forced accuracy on the colour words of the dev targets. This is the
+experiment behind recipes/mini-copy.yaml (docs/mini-model.md, "The copy curriculum"):
+
+    python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 300                # counting, first step
+    python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 600 --families all --full
+    python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 700 --families all --full --warmup-copy 250
+    python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 500 --time-tokens   # " 3.5" is one token
+
+It also prints the share of dev targets predicted entirely right (every token, teacher-forced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from salmonn_o1.data.synthetic import FAMILIES
+from salmonn_o1.data.synthetic.describe import text_item
+from salmonn_o1.data.synthetic.timeline import COLOURS
+from salmonn_o1.tokenizer import load_tokenizer
+
+COPY_FAMILY = "cross_modal_counting"  # its first step copies the question's shape, then its times
+
+
+def target_text(item, full: bool) -> str:
+    if not full:
+        return " " + item.steps[0]
+    steps = " ".join(f"{k}. {step}" for k, step in enumerate(item.steps, 1))
+    return f" {steps} The answer is {item.answer}."
+
+
+def examples(tokenizer, split: str, start: int, n: int, families: set[str], full: bool):
+    out, index = [], start
+    while len(out) < n:
+        item = text_item(split, index % 999_999)
+        index += 1
+        if item.category in families:
+            out.append((tokenizer(item.question + "\nAnswer:")["input_ids"],
+                        tokenizer(target_text(item, full))["input_ids"]))
+    return out
+
+
+def collate(pairs):
+    length = max(len(p) + len(t) for p, t in pairs)
+    ids = torch.zeros(len(pairs), length, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for row, (prompt, target) in enumerate(pairs):
+        sequence = prompt + target
+        ids[row, :len(sequence)] = torch.tensor(sequence)
+        mask[row, :len(sequence)] = 1
+        labels[row, len(prompt):len(sequence)] = torch.tensor(target)
+    return ids, mask, labels
+
+
+def dev_accuracy(model, batch, colour_ids: torch.Tensor) -> tuple[float, float]:
+    """(accuracy on the colour words, share of targets right in every token), teacher-forced."""
+    ids, mask, labels = batch
+    with torch.no_grad():
+        predicted = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
+    target = labels[:, 1:]
+    is_colour = torch.isin(target, colour_ids)
+    right = (predicted == target) | (target == -100)
+    return (float(((predicted == target) & is_colour).sum()) / max(1, int(is_colour.sum())),
+            float(right.all(1).float().mean()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--families", default=COPY_FAMILY, help="comma-separated, or 'all'")
+    parser.add_argument("--full", action="store_true", help="every step and the answer (default: first step)")
+    parser.add_argument("--warmup-copy", type=int, default=0,
+                        help="first train this many steps on the counting family's first step only")
+    parser.add_argument("--time-tokens", action="store_true",
+                        help='add " 0.0", " 0.5", ... " 60.0" to the tokenizer as single tokens')
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer()
+    if args.time_tokens:
+        tokenizer.add_tokens([f" {k / 2:.1f}" for k in range(121)])
+    families = set(FAMILIES) if args.families == "all" else set(args.families.split(","))
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=192, intermediate_size=512, num_hidden_layers=4,
+                         num_attention_heads=6, num_key_value_heads=2, tie_word_embeddings=False)
+    model = Qwen2ForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    colour_ids = torch.tensor([tokenizer(" " + c)["input_ids"][0] for c in COLOURS])
+    dev = collate(examples(tokenizer, "dev", 0, 64, families, args.full))
+    started = time.time()
+    for step in range(1, args.steps + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * min(1.0, step / 50)
+        copying = step <= args.warmup_copy
+        batch = collate(examples(tokenizer, "train", step * 97, 16, {COPY_FAMILY} if copying else families,
+                                 False if copying else args.full))
+        loss = model(input_ids=batch[0], attention_mask=batch[1], labels=batch[2]).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % 50 == 0:
+            colour, whole = dev_accuracy(model, dev, colour_ids)
+            print(f"step {step}  loss {loss.item():.3f}  dev colour-word accuracy {colour:.2f}  "
+                  f"targets all right {whole:.2f}  {time.time() - started:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
