@@ -21,12 +21,15 @@ import time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from salmonn_o1.data.synthetic import FAMILIES
+from salmonn_o1.data.synthetic import FAMILIES, SynthConfig
 from salmonn_o1.data.synthetic.describe import text_item
-from salmonn_o1.data.synthetic.timeline import COLOURS
+from salmonn_o1.data.synthetic.timeline import COLOURS, SHAPES
 from salmonn_o1.tokenizer import load_tokenizer
 
+TRANSFORMS: list = []  # text rewrites of prompt and target (--entity-tokens)
 COPY_FAMILY = "cross_modal_counting"  # its first step copies the question's shape, then its times
+EASY = SynthConfig(num_options=2, min_scenes=3, max_scenes=3, min_duration=4.0, max_duration=6.0,
+                   extra_sounds=(0, 1), extra_beeps=(0, 1))  # fewer sentences to search
 
 
 def target_text(item, full: bool) -> str:
@@ -36,14 +39,17 @@ def target_text(item, full: bool) -> str:
     return f" {steps} The answer is {item.answer}."
 
 
-def examples(tokenizer, split: str, start: int, n: int, families: set[str], full: bool):
+def examples(tokenizer, split: str, start: int, n: int, families: set[str], full: bool,
+             config: SynthConfig | None = None):
     out, index = [], start
     while len(out) < n:
-        item = text_item(split, index % 999_999)
+        item = text_item(split, index % 999_999, config)
         index += 1
         if item.category in families:
-            out.append((tokenizer(item.question + "\nAnswer:")["input_ids"],
-                        tokenizer(target_text(item, full))["input_ids"]))
+            question, target = item.question + "\nAnswer:", target_text(item, full)
+            for transform in TRANSFORMS:
+                question, target = transform(question), transform(target)
+            out.append((tokenizer(question)["input_ids"], tokenizer(target)["input_ids"]))
     return out
 
 
@@ -80,6 +86,12 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="every step and the answer (default: first step)")
     parser.add_argument("--warmup-copy", type=int, default=0,
                         help="first train this many steps on the counting family's first step only")
+    parser.add_argument("--layers", type=int, default=4, help="LLM depth (the mini preset: 4)")
+    parser.add_argument("--hidden", type=int, default=192, help="LLM width (the mini preset: 192)")
+    parser.add_argument("--easy-steps", type=int, default=0,
+                        help="first train this many steps on clips of 3 shapes, few sounds, 2 options")
+    parser.add_argument("--entity-tokens", action="store_true",
+                        help='each "colour shape" one token and " is visible" dropped: the key right before "from"')
     parser.add_argument("--time-tokens", action="store_true",
                         help='add " 0.0", " 0.5", ... " 60.0" to the tokenizer as single tokens')
     args = parser.parse_args()
@@ -88,9 +100,13 @@ def main() -> None:
     tokenizer = load_tokenizer()
     if args.time_tokens:
         tokenizer.add_tokens([f" {k / 2:.1f}" for k in range(121)])
+    if args.entity_tokens:
+        tokenizer.add_tokens([f" {colour} {shape}" for colour in COLOURS for shape in SHAPES])
+        TRANSFORMS.append(lambda text: text.replace(" is visible from ", " from "))
     families = set(FAMILIES) if args.families == "all" else set(args.families.split(","))
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=192, intermediate_size=512, num_hidden_layers=4,
-                         num_attention_heads=6, num_key_value_heads=2, tie_word_embeddings=False)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.hidden * 8 // 3,
+                         num_hidden_layers=args.layers, num_attention_heads=args.hidden // 32, num_key_value_heads=2,
+                         tie_word_embeddings=False)
     model = Qwen2ForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     colour_ids = torch.tensor([tokenizer(" " + c)["input_ids"][0] for c in COLOURS])
@@ -100,8 +116,9 @@ def main() -> None:
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, step / 50)
         copying = step <= args.warmup_copy
+        config = EASY if step <= args.easy_steps else None
         batch = collate(examples(tokenizer, "train", step * 97, 16, {COPY_FAMILY} if copying else families,
-                                 False if copying else args.full))
+                                 False if copying else args.full, config))
         loss = model(input_ids=batch[0], attention_mask=batch[1], labels=batch[2]).loss
         optimizer.zero_grad()
         loss.backward()

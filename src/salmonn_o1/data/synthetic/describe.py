@@ -9,6 +9,7 @@ sound with its time, in the wording the reasoning steps use.
 from __future__ import annotations
 
 from salmonn_o1.data.schema import Item
+from salmonn_o1.data.synthetic.config import SynthConfig
 from salmonn_o1.data.synthetic.dataset import SynthSample, generate_item
 from salmonn_o1.data.synthetic.questions import fmt_time
 from salmonn_o1.data.synthetic.timeline import Timeline
@@ -51,7 +52,7 @@ def describe_item(split: str, index: int) -> Item:
                 extras={**sample.item.extras, "task": DESCRIBE_TASK})
 
 
-def text_item(split: str, index: int) -> Item:
+def text_item(split: str, index: int, config: SynthConfig | None = None) -> Item:
     """Clip `index` of `split` as a text-only question: its description, then its question.
 
     The analogue of starting from a pretrained LLM: the reasoning over stated facts (find the
@@ -60,7 +61,7 @@ def text_item(split: str, index: int) -> Item:
     The glitch family is not answerable from a description (it lists no motion); it is still
     asked, so its prior stays balanced.
     """
-    sample: SynthSample = generate_item(split, index)
+    sample: SynthSample = generate_item(split, index, config)
     description = " ".join(describe_steps(sample.timeline))
     item = sample.item
     return Item(id=f"{item.id}-text", video=None, question=f"The video: {description}\n{item.question}",
