@@ -46,6 +46,12 @@ def test_the_model_embeds_the_time_text_with_its_own_token_embeddings():
             expected = model.get_input_embeddings().weight[token] if token >= 0 else torch.zeros(model.config.hidden_size)
             assert torch.allclose(embeds[f * k + j], expected)
 
+    # the table tensor is built once, and again only when the config gets a new table
+    first = model._time_text_table(torch.device("cpu"))
+    assert model._time_text_table(torch.device("cpu")) is first
+    model.config.time_text_ids = time_text_ids(tokenizer, 4.0)
+    assert model._time_text_table(torch.device("cpu")).shape[0] == 9 != first.shape[0]
+
 
 def test_a_text_time_model_runs_forward_through_the_processor():
     model, processor = load_model_and_processor("mini")

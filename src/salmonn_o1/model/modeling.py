@@ -300,11 +300,23 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         hidden = self.config.text_config.hidden_size
         if self.config.time_token_mode == "learned":
             return self.time_embedding(_sinusoid(times, hidden).to(self.image_newline))
-        table = torch.tensor(self.config.time_text_ids, dtype=torch.long, device=self.image_newline.device)
+        table = self._time_text_table(self.image_newline.device)
         rows = torch.round(times.to(table.device).float() / self.config.time_text_step).long()
         ids = table[rows.clamp(0, table.shape[0] - 1)]  # (F, K); past the table: its last time
         embeds = self.get_input_embeddings()(ids.clamp(min=0)) * (ids >= 0).unsqueeze(-1)
         return embeds.flatten(0, 1).to(self.image_newline.dtype)
+
+    def _time_text_table(self, device: torch.device) -> torch.Tensor:
+        """The config's time-text ids as a tensor, built once per table and device, not per clip.
+
+        A plain attribute, not a buffer: it is configuration (saved in config.json), not weights.
+        """
+        key = (id(self.config.time_text_ids), device)
+        cached = getattr(self, "_time_text_cache", None)
+        if cached is None or cached[0] != key:
+            table = torch.tensor(self.config.time_text_ids, dtype=torch.long, device=device)
+            self._time_text_cache = cached = (key, table)
+        return cached[1]
 
     # ---- language model ----
     def forward(
