@@ -43,10 +43,6 @@ class MiniPlan:
         return self.runs / name
 
 
-def finished(run_dir: Path) -> bool:
-    return (run_dir / "final" / "config.json").exists()
-
-
 def train_perception(plan: MiniPlan) -> Path:
     from salmonn_o1.train.encoders import run_perception
     from salmonn_o1.train.recipe import load_recipe
@@ -59,6 +55,7 @@ def train_perception(plan: MiniPlan) -> Path:
 def train_sft(plan: MiniPlan, recipe_name: str, run_name: str, source: Path) -> Path:
     """An SFT-engine run (text stage, reasoning or direct SFT) starting from `source`."""
     from salmonn_o1.train.sft import run_sft
+    from salmonn_o1.train.trainer import finished
 
     run_dir = plan.run_dir(run_name)
     if not finished(run_dir):
@@ -76,6 +73,7 @@ def share_rollouts(source: Path, target: Path) -> None:
 
 def train_pdpo(plan: MiniPlan, sft_model: Path, strategy: str) -> Path:
     from salmonn_o1.pdpo.pipeline import run_pdpo
+    from salmonn_o1.train.trainer import finished
 
     name = "mini-pdpo" if strategy == "contrastive" else f"mini-pdpo-{strategy}"
     run_dir = plan.run_dir(name)

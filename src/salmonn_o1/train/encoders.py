@@ -211,15 +211,15 @@ def run_perception(recipe, resume: bool | str = False):
     """
     from salmonn_o1.checkpoints import load_model_and_processor, save_model_and_processor
     from salmonn_o1.errors import RecipeError
-    from salmonn_o1.train.trainer import TrainResult
+    from salmonn_o1.train.trainer import TrainResult, final_dir, finished
 
     known = {"first_index", "log_every", "dev_items"}
     unknown = sorted(set(recipe.stage_options) - known)
     if unknown:
         raise RecipeError(f"stage_options: unknown key(s) {unknown} for stage perception; known: {sorted(known)}")
     out_dir = Path(recipe.run.out_dir)
-    final = out_dir / "final"
-    if resume and (final / "config.json").exists():
+    final = final_dir(out_dir)
+    if resume and finished(out_dir):
         return TrainResult(step=recipe.optim.max_steps, out_dir=out_dir, final_dir=final, skipped=0)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe.save(out_dir / "recipe.yaml")

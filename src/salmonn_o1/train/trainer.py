@@ -131,6 +131,15 @@ def _first_fetch_keeps_rng(batches):
         yield from iterator
 
 
+def final_dir(out_dir: Path) -> Path:
+    """Where a run's finished model goes; its config.json marks the run as finished."""
+    return out_dir / "final"
+
+
+def finished(out_dir: Path) -> bool:
+    return (final_dir(out_dir) / "config.json").exists()
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
     checkpoints = sorted(out_dir.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
     complete = [c for c in checkpoints if (c / "trainer_state.json").exists()]
@@ -265,7 +274,7 @@ class Trainer:
             writer.close()
         final = None
         if step >= recipe.optim.max_steps:
-            final = self.out_dir / "final"
+            final = final_dir(self.out_dir)
             if accelerator.is_main_process:
                 export_model(accelerator.unwrap_model(model), self.processor, final)
                 recipe.save(final / "recipe.yaml")
