@@ -55,12 +55,12 @@ def train_perception(plan: MiniPlan) -> Path:
 def train_sft(plan: MiniPlan, recipe_name: str, run_name: str, source: Path) -> Path:
     """An SFT-engine run (text stage, reasoning or direct SFT) starting from `source`."""
     from salmonn_o1.train.sft import run_sft
-    from salmonn_o1.train.trainer import finished
+    from salmonn_o1.train.trainer import final_dir, finished
 
     run_dir = plan.run_dir(run_name)
     if not finished(run_dir):
         run_sft(plan.recipes / recipe_name, [f"run.out_dir={run_dir}", f"model.source={source}"], resume=True)
-    return run_dir / "final"
+    return final_dir(run_dir)
 
 
 def share_rollouts(source: Path, target: Path) -> None:

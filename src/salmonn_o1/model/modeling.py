@@ -311,11 +311,11 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
 
         A plain attribute, not a buffer: it is configuration (saved in config.json), not weights.
         """
-        key = (id(self.config.time_text_ids), device)
-        cached = getattr(self, "_time_text_cache", None)
-        if cached is None or cached[0] != key:
-            table = torch.tensor(self.config.time_text_ids, dtype=torch.long, device=device)
-            self._time_text_cache = cached = (key, table)
+        ids = self.config.time_text_ids
+        cached = getattr(self, "_time_text_cache", None)  # (the list it was built from, tensor)
+        if cached is None or cached[0] is not ids or cached[1].device != device:
+            cached = (ids, torch.tensor(ids, dtype=torch.long, device=device))
+            self._time_text_cache = cached
         return cached[1]
 
     # ---- language model ----

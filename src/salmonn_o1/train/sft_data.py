@@ -24,7 +24,6 @@ from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION
 from salmonn_o1.train.recipe import DataRecipe, DataSource
 
 PARTIAL_TARGET = "partial_target"  # extras flag: the steps are a prefix of the solution, no answer turn
-LOSS_LAST_STEPS = "loss_last_steps"  # extras: only the reasoning turn's last k steps carry the loss
 
 
 def mask_leading_steps(input_ids: list[int], labels: list[int], end_of_step_id: int, keep_last: int) -> list[int]:
@@ -149,8 +148,6 @@ class ItemSource:
         if self.spec.first_steps and item.steps:
             item = replace(item, steps=item.steps[:self.spec.first_steps],
                            extras={**item.extras, PARTIAL_TARGET: True})
-        if self.spec.loss_last_steps:
-            item = replace(item, extras={**item.extras, LOSS_LAST_STEPS: self.spec.loss_last_steps})
         return item
 
     def media(self, index: int) -> MediaFeatures | None:
@@ -236,7 +233,7 @@ class SFTExamples(Dataset):
         item = source.item(slot.index)
         features = source.media(slot.index)
         sample = self.processor.encode(sft_conversation(item, slot.reasoning), features, add_generation_prompt=False)
-        keep = item.extras.get(LOSS_LAST_STEPS)
+        keep = source.spec.loss_last_steps
         if keep and slot.reasoning:
             sample.labels = mask_leading_steps(sample.input_ids, sample.labels, self.end_of_step_id, keep)
         if len(sample.input_ids) > self.recipe.max_length:
