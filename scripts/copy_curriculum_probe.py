@@ -9,6 +9,7 @@ experiment behind recipes/mini-copy.yaml (docs/mini-model.md, "The copy curricul
     python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 600 --families all --full
     python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 700 --families all --full --warmup-copy 250
     python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 500 --time-tokens   # " 3.5" is one token
+    python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 400 --window 5     # the recall circuit
 
 It also prints the share of dev targets predicted entirely right (every token, teacher-forced).
 """
@@ -24,6 +25,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from salmonn_o1.data.synthetic import FAMILIES, SynthConfig
 from salmonn_o1.data.synthetic.describe import text_item
 from salmonn_o1.data.synthetic.timeline import COLOURS, SHAPES
+from salmonn_o1.model.recall_circuit import pin_recall_circuit, seed_recall_circuit
 from salmonn_o1.tokenizer import load_tokenizer
 
 TRANSFORMS: list = []  # text rewrites of prompt and target (--entity-tokens)
@@ -66,15 +68,22 @@ def collate(pairs):
     return ids, mask, labels
 
 
-def dev_accuracy(model, batch, colour_ids: torch.Tensor) -> tuple[float, float]:
-    """(accuracy on the colour words, share of targets right in every token), teacher-forced."""
+def dev_accuracy(model, batch, colour_ids: torch.Tensor, from_id: int) -> tuple[float, float, float]:
+    """(accuracy on the colour words, on the first token after " from" (the start time's look-up),
+    share of targets right in every token), teacher-forced."""
     ids, mask, labels = batch
     with torch.no_grad():
         predicted = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
     target = labels[:, 1:]
     is_colour = torch.isin(target, colour_ids)
     right = (predicted == target) | (target == -100)
+    after_from = torch.zeros_like(target, dtype=torch.bool)
+    for row in range(target.shape[0]):
+        positions = ((ids[row, :-1] == from_id) & (target[row] != -100)).nonzero().flatten()
+        if len(positions):
+            after_from[row, positions[0]] = True
     return (float(((predicted == target) & is_colour).sum()) / max(1, int(is_colour.sum())),
+            float(((predicted == target) & after_from).sum()) / max(1, int(after_from.sum())),
             float(right.all(1).float().mean()))
 
 
@@ -92,6 +101,8 @@ def main() -> None:
                         help="first train this many steps on clips of 3 shapes, few sounds, 2 options")
     parser.add_argument("--entity-tokens", action="store_true",
                         help='each "colour shape" one token and " is visible" dropped: the key right before "from"')
+    parser.add_argument("--window", type=int, default=0,
+                        help="start the LLM with the recall circuit of this window, pinned (rope_theta 1e6)")
     parser.add_argument("--time-tokens", action="store_true",
                         help='add " 0.0", " 0.5", ... " 60.0" to the tokenizer as single tokens')
     args = parser.parse_args()
@@ -106,9 +117,14 @@ def main() -> None:
     families = set(FAMILIES) if args.families == "all" else set(args.families.split(","))
     config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.hidden * 8 // 3,
                          num_hidden_layers=args.layers, num_attention_heads=args.hidden // 32, num_key_value_heads=2,
-                         tie_word_embeddings=False)
+                         tie_word_embeddings=False,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6 if args.window else 1e4})
     model = Qwen2ForCausalLM(config)
+    if args.window:
+        seed_recall_circuit(model, args.window)
+        pin_recall_circuit(model, args.window)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    from_id = tokenizer(" from")["input_ids"][-1]
     colour_ids = torch.tensor([tokenizer(" " + c)["input_ids"][0] for c in COLOURS])
     dev = collate(examples(tokenizer, "dev", 0, 64, families, args.full))
     started = time.time()
@@ -125,9 +141,10 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         if step % 50 == 0:
-            colour, whole = dev_accuracy(model, dev, colour_ids)
+            colour, start_time, whole = dev_accuracy(model, dev, colour_ids, from_id)
             print(f"step {step}  loss {loss.item():.3f}  dev colour-word accuracy {colour:.2f}  "
-                  f"targets all right {whole:.2f}  {time.time() - started:.0f}s", flush=True)
+                  f"start-time look-up {start_time:.2f}  targets all right {whole:.2f}  "
+                  f"{time.time() - started:.0f}s", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from torch import nn
 from salmonn_o1.checkpoints import load_model_and_processor, save_model_and_processor
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.model.modeling import PARAMETER_GROUPS, SalmonnO1ForConditionalGeneration
+from salmonn_o1.model.recall_circuit import pin_recall_circuit
 from salmonn_o1.processor import SalmonnO1Processor
 from salmonn_o1.train.recipe import ModelRecipe
 
@@ -28,6 +29,8 @@ def build_model(recipe: ModelRecipe) -> tuple[SalmonnO1ForConditionalGeneration,
     model.set_trainable(**{group: group in recipe.train for group in PARAMETER_GROUPS})
     if recipe.lora.enabled:
         add_lora(model, recipe)
+    elif model.config.recall_circuit_window and "llm" in recipe.train:
+        pin_recall_circuit(model.language_model, model.config.recall_circuit_window)
     if recipe.gradient_checkpointing:
         model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.language_model.config.use_cache = False

@@ -17,7 +17,8 @@ from torch.utils.data import Dataset
 from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.data.schema import Item, read_items
 from salmonn_o1.data.synthetic import FAMILIES, generate_item, render_media
-from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, describe_item, text_item
+from salmonn_o1.data.synthetic.dataset import SynthSample
+from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, description_item, text_item_of
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import EncodedSample, MediaFeatures, SalmonnO1Processor
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION
@@ -99,6 +100,7 @@ class ItemSource:
         self.items: list[Item] | None = None
         self.cache_size = cache_size
         self._cache: OrderedDict[int, MediaFeatures | None] = OrderedDict()
+        self._last_sample: tuple[int, SynthSample] | None = None
         if spec.path is not None:
             self.items = read_items(Path(spec.path))
             if not self.items:
@@ -140,15 +142,21 @@ class ItemSource:
         if self.items is not None:
             item = self.items[index]
         elif self.spec.task == DESCRIBE_TASK:
-            item = describe_item(self.spec.synthetic, self.clip_index(index))
+            item = description_item(self._sample(index))
         elif self.spec.task == TEXT_TASK:
-            item = text_item(self.spec.synthetic, self.clip_index(index))
+            item = text_item_of(self._sample(index))
         else:
-            item = generate_item(self.spec.synthetic, self.clip_index(index)).item
+            item = self._sample(index).item
         if self.spec.first_steps and item.steps:
             item = replace(item, steps=item.steps[:self.spec.first_steps],
                            extras={**item.extras, PARTIAL_TARGET: True})
         return item
+
+    def _sample(self, index: int) -> SynthSample:
+        """The generated clip; the last one is kept, as `item()` and `media()` ask for it in turn."""
+        if self._last_sample is None or self._last_sample[0] != index:
+            self._last_sample = (index, generate_item(self.spec.synthetic, self.clip_index(index)))
+        return self._last_sample[1]
 
     def media(self, index: int) -> MediaFeatures | None:
         """Media features: decoded from the item's file, or rendered straight from the synthetic timeline."""
@@ -168,8 +176,7 @@ class ItemSource:
             return self.processor.media_features(item.video) if item.video else None
         if self.spec.task == TEXT_TASK:
             return None  # the description stands in for the media
-        sample = generate_item(self.spec.synthetic, self.clip_index(index))
-        decoded = render_media(sample, fps=self.processor.config.frames_per_second, size=self.synthetic_size)
+        decoded = render_media(self._sample(index), fps=self.processor.config.frames_per_second, size=self.synthetic_size)
         return self.processor.media_features(decoded)
 
     def length_estimate(self, index: int) -> int:

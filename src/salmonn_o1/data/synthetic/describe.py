@@ -46,7 +46,11 @@ def describe_steps(timeline: Timeline) -> list[str]:
 
 def describe_item(split: str, index: int) -> Item:
     """Clip `index` of `split` with the description task instead of its question."""
-    sample: SynthSample = generate_item(split, index)
+    return description_item(generate_item(split, index))
+
+
+def description_item(sample: SynthSample) -> Item:
+    """A generated clip with the description task instead of its question."""
     return Item(id=f"{sample.item.id}-describe", video=None, question=DESCRIBE_QUESTION, options=[], answer="",
                 steps=describe_steps(sample.timeline), category=DESCRIBE_TASK, source=sample.item.source,
                 extras={**sample.item.extras, "task": DESCRIBE_TASK})
@@ -61,7 +65,11 @@ def text_item(split: str, index: int, config: SynthConfig | None = None) -> Item
     The glitch family is not answerable from a description (it lists no motion); it is still
     asked, so its prior stays balanced.
     """
-    sample: SynthSample = generate_item(split, index, config)
+    return text_item_of(generate_item(split, index, config))
+
+
+def text_item_of(sample: SynthSample) -> Item:
+    """A generated clip as a text-only question (see `text_item`)."""
     description = " ".join(describe_steps(sample.timeline))
     item = sample.item
     return Item(id=f"{item.id}-text", video=None, question=f"The video: {description}\n{item.question}",
