@@ -21,7 +21,10 @@ budget. So the miniature model starts with the circuit's attention patterns buil
 The value/output weights of the induction head and everything else are ordinary random
 weights that learn. Gradient descent, left alone, wipes the seeded patterns out before it
 uses them (probe: start-time look-up 0.12 after 400 steps); pinned, the look-up is learnt in
-150 steps (0.98). `pin_recall_circuit` keeps the seeded slices fixed while the rest trains.
+150 steps (0.98). `pin_recall_circuit` keeps the circuit while the rest trains: layer 0 stays
+as built (frozen whole: with its MLP and last head free, 700 SFT steps taught them to move the
+previous tokens between subspaces, and the induction head then matched the wrong offsets), and
+the induction head's query/key rows get no gradient.
 """
 
 from __future__ import annotations
@@ -117,8 +120,9 @@ def seed_recall_circuit(llm: nn.Module, window: int, generator: torch.Generator 
 
 
 def pin_recall_circuit(llm: nn.Module, window: int) -> list:
-    """Zero the gradient of the seeded slices, so that training keeps the circuit. Returns the hook handles."""
+    """Freeze layer 0 and zero the gradient of the induction head's query/key rows. Returns the hook handles."""
     check_window(llm, window)
+    llm.model.layers[0].requires_grad_(False)
     handles = []
     for parameter, dim, index in pinned_slices(llm, window):
         if not parameter.requires_grad:
