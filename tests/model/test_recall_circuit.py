@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from salmonn_o1.model.recall_circuit import pin_recall_circuit, pinned_slices, seed_recall_circuit
+from salmonn_o1.model.recall_circuit import induction_slices, pin_recall_circuit, seed_recall_circuit
 from salmonn_o1.train.model_setup import build_model
 from salmonn_o1.train.recipe import ModelRecipe
 
@@ -77,8 +77,7 @@ def test_a_wider_window_matches_the_tokens_before_the_value():
 def test_pinned_slices_stay_while_the_rest_of_the_llm_learns():
     llm = small_llm()
     seed_recall_circuit(llm, window=2)
-    before = [(parameter, dim, index, parameter.detach().index_select(dim, index).clone())
-              for parameter, dim, index in pinned_slices(llm, 2)]
+    before = [(parameter, rows, parameter.detach()[rows].clone()) for parameter, rows in induction_slices(llm)]
     whole_before = {name: p.detach().clone() for name, p in llm.named_parameters()}
     pin_recall_circuit(llm, window=2)
     optimizer = torch.optim.AdamW(llm.parameters(), lr=1e-2, weight_decay=0.0)
@@ -88,8 +87,8 @@ def test_pinned_slices_stay_while_the_rest_of_the_llm_learns():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    for parameter, dim, index, values in before:
-        assert torch.equal(parameter.detach().index_select(dim, index), values)
+    for parameter, rows, values in before:
+        assert torch.equal(parameter.detach()[rows], values)
     changed = [name for name, p in llm.named_parameters() if not torch.equal(p.detach(), whole_before[name])]
     assert not [name for name in changed if name.startswith("model.layers.0.")]  # layer 0 stays as built
     assert {"model.layers.1.self_attn.v_proj.weight", "model.layers.1.self_attn.q_proj.weight",

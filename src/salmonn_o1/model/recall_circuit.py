@@ -43,26 +43,12 @@ def _content_dims(head_dim: int) -> torch.Tensor:
     return torch.cat([torch.arange(quarter, 2 * quarter), torch.arange(3 * quarter, head_dim)])
 
 
-def _rows(heads, head_dim: int) -> torch.Tensor:
-    return torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
-
-
-def pinned_slices(llm: nn.Module, window: int) -> list[tuple[nn.Parameter, int, torch.Tensor]]:
-    """(parameter, dimension, indices) of every seeded slice: what `pin_recall_circuit` keeps."""
-    config = llm.config
-    head_dim = config.hidden_size // config.num_attention_heads
-    group = config.num_attention_heads // config.num_key_value_heads
-    heads = _rows(range(window), head_dim)
-    key_heads = _rows(sorted({k // group for k in range(window)}), head_dim)
-    first, second = llm.model.layers[0].self_attn, llm.model.layers[1].self_attn
-    head0 = _rows([0], head_dim)
-    return [
-        (first.q_proj.weight, 0, heads), (first.q_proj.bias, 0, heads),
-        (first.k_proj.weight, 0, key_heads), (first.k_proj.bias, 0, key_heads),
-        (first.v_proj.weight, 0, key_heads), (first.o_proj.weight, 1, heads),
-        (second.q_proj.weight, 0, head0), (second.q_proj.bias, 0, head0),
-        (second.k_proj.weight, 0, head0), (second.k_proj.bias, 0, head0),
-    ]
+def induction_slices(llm: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """(parameter, rows) of the induction head's query and key: what training keeps besides layer 0."""
+    head_dim = llm.config.hidden_size // llm.config.num_attention_heads
+    second = llm.model.layers[1].self_attn
+    head0 = torch.arange(head_dim)
+    return [(p, head0) for p in (second.q_proj.weight, second.q_proj.bias, second.k_proj.weight, second.k_proj.bias)]
 
 
 def check_window(llm: nn.Module, window: int) -> None:
@@ -124,10 +110,10 @@ def pin_recall_circuit(llm: nn.Module, window: int) -> list:
     check_window(llm, window)
     llm.model.layers[0].requires_grad_(False)
     handles = []
-    for parameter, dim, index in pinned_slices(llm, window):
+    for parameter, rows in induction_slices(llm):
         if not parameter.requires_grad:
             continue
         mask = torch.ones_like(parameter)
-        mask.index_fill_(dim, index.to(parameter.device), 0.0)
+        mask[rows.to(parameter.device)] = 0.0
         handles.append(parameter.register_hook(lambda grad, mask=mask: grad * mask))
     return handles
