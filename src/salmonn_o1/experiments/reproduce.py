@@ -14,17 +14,20 @@
 
 Every run resumes where it stopped and a finished run (its `final/` exists) is
 skipped, so the command can be re-run after an interruption. `--ship` copies
-the pDPO model into the package (the default model of `ask`, `infer`, `demo`).
+the better reasoning model on the test split (pDPO, or reasoning SFT where pDPO
+lost accuracy) into the package (the default model of `ask`, `infer`, `demo`).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 ROLLOUT_FILES = ("rollout.jsonl", "rollout_settings.json", "rollout_summary.json")
 STRATEGIES = ("contrastive", "all", "random")
+SFT_NAME, PDPO_NAME = "reasoning SFT", "SFT + pDPO"
 
 
 @dataclass
@@ -88,17 +91,28 @@ def train_pdpo(plan: MiniPlan, sft_model: Path, strategy: str) -> Path:
 
 def results_arguments(plan: MiniPlan, sft_model: Path, pdpo_runs: dict[str, Path]) -> list[str]:
     """The `experiments.results` command line for everything that was trained."""
-    args = ["--variant", f"reasoning SFT={sft_model}:reasoning"]
+    args = ["--variant", f"{SFT_NAME}={sft_model}:reasoning"]
     if plan.direct:
         args += ["--variant", f"direct SFT={plan.run_dir('mini-direct') / 'final'}:direct"]
     for strategy, run_dir in pdpo_runs.items():
-        name = "SFT + pDPO" if strategy == "contrastive" else f"SFT + pDPO ({strategy} steps)"
+        name = PDPO_NAME if strategy == "contrastive" else f"{PDPO_NAME} ({strategy} steps)"
         args += ["--variant", f"{name}={run_dir / 'final'}:reasoning", "--pdpo-run", f"{name}={run_dir}"]
     runs = [plan.run_dir("mini-sft"), *([plan.run_dir("mini-direct")] if plan.direct else []), *pdpo_runs.values()]
     for run_dir in runs:
         args += ["--run", str(run_dir)]
-    return args + ["--baseline", "reasoning SFT", "--n", str(plan.n), "--work", str(plan.runs / "results"),
+    return args + ["--baseline", SFT_NAME, "--n", str(plan.n), "--work", str(plan.runs / "results"),
                    "--out", str(plan.results)]
+
+
+def best_reasoning_model(results_json: Path, models: dict[str, Path]) -> Path:
+    """The model of the variant with the highest overall test accuracy in `results_json`.
+
+    The paper ships its pDPO model; at miniature scale pDPO can lose accuracy (docs/results.md),
+    and the default model should be the one that answers best. pDPO wins ties.
+    """
+    accuracy = json.loads(results_json.read_text())["accuracy"]
+    name = max(models, key=lambda n: (accuracy[n]["overall"]["accuracy"], n == PDPO_NAME))
+    return models[name]
 
 
 def ship(model_dir: Path, target: Path) -> Path:
@@ -110,7 +124,7 @@ def ship(model_dir: Path, target: Path) -> Path:
 
 
 def reproduce_mini(plan: MiniPlan) -> Path:
-    """Train (or resume) every variant, write the results, optionally ship; returns the pDPO model."""
+    """Train (or resume) every variant, write the results, optionally ship; returns the best reasoning model."""
     from salmonn_o1.experiments import results
 
     encoders = train_perception(plan)
@@ -123,7 +137,10 @@ def reproduce_mini(plan: MiniPlan) -> Path:
         train_sft(plan, "mini-direct.yaml", "mini-direct", start)
     pdpo_runs = {strategy: train_pdpo(plan, sft_model, strategy) for strategy in plan.strategies}
     results.main(results_arguments(plan, sft_model, pdpo_runs))
-    best = pdpo_runs.get("contrastive", plan.run_dir("mini-pdpo")) / "final"
+    candidates = {SFT_NAME: sft_model}
+    if "contrastive" in pdpo_runs:
+        candidates[PDPO_NAME] = pdpo_runs["contrastive"] / "final"
+    best = best_reasoning_model(plan.results.parent / "results" / "results.json", candidates)
     if plan.ship is not None:
         ship(best, plan.ship)
     return best
