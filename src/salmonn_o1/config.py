@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from transformers import Blip2QFormerConfig, Qwen2Config, SiglipVisionConfig, WhisperConfig
+from transformers import AutoConfig, Blip2QFormerConfig, Qwen2Config, SiglipVisionConfig, WhisperConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 InterleaveMode = Literal["aligned", "release"]
@@ -315,3 +315,8 @@ def preset_config(name: str, **overrides) -> SalmonnO1Config:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     return PRESETS[name](**overrides)
+
+
+# Known to AutoConfig, so transformers' Auto classes (AutoTokenizer reads a checkpoint's config.json)
+# read our checkpoints without falling back to a bare config and warning on every load.
+AutoConfig.register(SalmonnO1Config.model_type, SalmonnO1Config, exist_ok=True)

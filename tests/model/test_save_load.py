@@ -63,3 +63,15 @@ def test_corrupted_file_and_missing_directory_are_clear_errors(saved, tmp_path):
         SalmonnO1ForConditionalGeneration.from_pretrained(saved)
     with pytest.raises(CheckpointError, match="no such checkpoint directory"):
         SalmonnO1ForConditionalGeneration.from_pretrained(tmp_path / "absent")
+
+
+def test_auto_config_reads_a_saved_checkpoint_as_ours(tiny_config, saved):
+    """AutoTokenizer reads config.json through AutoConfig: unregistered, it fell back to a bare
+    config and warned on every load of the shipped model."""
+    from transformers import AutoConfig
+
+    from salmonn_o1.config import SalmonnO1Config
+
+    config = AutoConfig.from_pretrained(saved)
+    assert isinstance(config, SalmonnO1Config)
+    assert config.text_config.hidden_size == tiny_config.text_config.hidden_size
