@@ -2,9 +2,10 @@
 
 Chance is the mean of 1/len(options) over the items (4-option questions and YES/NO glitch
 questions mixed). The issue asks for 30 points above it; the shipped model does not reach that
-(docs/results.md: 42.2% against 29.1% chance on 1,000 test items; sound order 84%, the
-cross-modal families at chance). These tests hold it to what it does reach, so a regression in
-the model, the processor or the pipeline shows: a random or broken model answers at chance.
+(docs/results.md: 49.4% against 29.1% chance on 1,000 test items; shape order 81%, sound order
+84%, the cross-modal families at chance). These tests hold it to what it does reach, so a
+regression in the model, the processor or the pipeline shows: a random or broken model answers
+at chance.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from salmonn_o1.data.synthetic.dataset import generate_item
 from salmonn_o1.inference import DEFAULT_MODEL_DIR, Question, SalmonnO1Pipeline
 
 FRESH_TEST_ITEMS = range(50_000, 50_100)  # far from the 0..999 that docs/results.md scores
-MARGIN_OVER_CHANCE = 0.05  # measured on these items: 0.36 against 0.29 chance (the goal, 0.30, is not met)
-SOUND_ORDER_FLOOR = 0.5  # measured: 0.71 on these items' sound-order questions (chance 0.25)
+MARGIN_OVER_CHANCE = 0.15  # measured on these items: 0.51 against 0.29 chance (the goal, 0.30, is not met)
+ORDER_FLOORS = {"visual_only": 0.6, "audio_only": 0.5}  # measured on these items: 1.00 and 0.71 (chance 0.25)
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "config.json").exists(),
                                 reason="no miniature model is shipped in this checkout")
@@ -60,5 +61,6 @@ def test_the_shipped_model_beats_chance_on_fresh_test_items(pipe):
     right = [r.answer == s.item.answer for r, s in zip(results, samples)]
     chance = sum(1 / len(s.item.options) if s.item.options else 0.5 for s in samples) / len(samples)
     assert sum(right) / len(samples) >= chance + MARGIN_OVER_CHANCE, (sum(right) / len(samples), chance)
-    sound_order = [ok for ok, s in zip(right, samples) if s.item.category == "audio_only"]
-    assert sum(sound_order) / len(sound_order) >= SOUND_ORDER_FLOOR, sound_order
+    for family, floor in ORDER_FLOORS.items():
+        mine = [ok for ok, s in zip(right, samples) if s.item.category == family]
+        assert sum(mine) / len(mine) >= floor, (family, mine)

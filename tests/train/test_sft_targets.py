@@ -113,3 +113,30 @@ def test_loss_last_steps_keeps_the_reasoning_as_context_and_learns_only_its_conc
         assert learnt.endswith(f"{conclusion}<|im_end|>")  # the answer turn still carries the loss
         assert item.steps[0] not in learnt
         assert sum(label != IGNORE_INDEX for label in masked.labels) < sum(label != IGNORE_INDEX for label in plain.labels)
+
+
+def test_option_letter_weight_adds_the_weighted_loss_of_exactly_the_option_letters(tokenizer, tiny_config, tiny_model):
+    import torch
+
+    from salmonn_o1.train.recipe import DataRecipe, DataSource
+    from salmonn_o1.train.sft_data import SFTExamples, SFTObjective
+
+    processor = SalmonnO1Processor(tokenizer, tiny_config)
+    spec = DataSource(synthetic="train", task="text", families=["visual_only", "audio_only"])
+    examples = SFTExamples(DataRecipe(sources=[spec]), processor, total=4, seed=0)
+    plain, weighted = SFTObjective(processor), SFTObjective(processor, option_letter_weight=3.0)
+    batch = plain.collate([examples[i] for i in range(4)])
+    letters = weighted.option_letters(batch["input_ids"], batch["labels"])
+    items = [examples.sources[0].item(examples.slots[i].index) for i in range(4)]
+    for row, item in enumerate(items):  # one "is option X." per reasoning turn
+        assert tokenizer.decode(batch["input_ids"][row][letters[row]]).strip() == item.answer
+    tiny_model.eval()
+    with torch.no_grad():
+        base, _ = plain.loss(tiny_model, batch)
+        total, logged = weighted.loss(tiny_model, batch)
+        logits = tiny_model(**{k: v for k, v in batch.items() if k not in ("labels", "num_tokens")}).logits
+    log_probs = torch.log_softmax(logits[:, :-1].float(), -1)
+    shifted = letters[:, 1:]
+    letter_loss = -log_probs[shifted].gather(-1, batch["labels"][:, 1:][shifted][:, None]).mean()
+    assert abs(logged["loss"] - float(base)) < 1e-4  # the plain part is the model's own loss
+    assert abs(float(total) - float(base) - 3.0 * float(letter_loss)) < 1e-4

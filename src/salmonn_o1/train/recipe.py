@@ -51,7 +51,8 @@ class DataSource:
     weight: float = 1.0
     first_index: int = 0  # synthetic: index of the first clip of the split used
     task: str = "qa"  # synthetic: "qa" (its question), "describe" (dense timeline description) or
-    # "text" (the question asked about the description, no media: reasoning learnt from text)
+    # "text" (the question asked about the description, no media: reasoning learnt from text) or
+    # "options" (no clip: "Which option is the purple circle?", the option-letter look-up alone)
     families: list[str] | None = None  # synthetic: only these question families (curriculum stages)
     first_steps: int = 0  # > 0: the target is only the first k gold steps, one turn (curriculum stages)
     loss_last_steps: int = 0  # > 0: the earlier steps stay as context but only the last k steps of
@@ -70,6 +71,7 @@ class DataRecipe:
     cache_media: int = 0  # keep this many decoded items' features in memory (small sets, many epochs)
     dev: DataSource | None = None  # a fixed dev subset for periodic evaluation
     dev_items: int = 16
+    option_letter_weight: float = 0.0  # > 0: SFT adds this times the mean loss on option letters
 
 
 @dataclass

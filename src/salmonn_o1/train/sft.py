@@ -72,7 +72,8 @@ def build_sft(recipe: Recipe) -> Trainer:
     evaluate = None
     if recipe.data.dev is not None and recipe.run.eval_every:
         evaluate = DevEvaluation(recipe.data.dev, processor, recipe.data.dev_items, recipe.data.synthetic_size)
-    return Trainer(recipe, model, processor, dataset, SFTObjective(processor), evaluate)
+    objective = SFTObjective(processor, recipe.data.option_letter_weight)
+    return Trainer(recipe, model, processor, dataset, objective, evaluate)
 
 
 def run_sft(recipe: Recipe | str | Path, overrides: list[str] | None = None, resume: bool | str = False,

@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from salmonn_o1.chat import IGNORE_INDEX
@@ -19,6 +21,7 @@ from salmonn_o1.data.schema import Item, read_items
 from salmonn_o1.data.synthetic import FAMILIES, generate_item, render_media
 from salmonn_o1.data.synthetic.dataset import SynthSample
 from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, description_item, text_item_of
+from salmonn_o1.data.synthetic.options import OPTIONS_TASK, option_item
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import EncodedSample, MediaFeatures, SalmonnO1Processor
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION
@@ -85,9 +88,12 @@ class ItemSource:
     def __init__(self, spec: DataSource, processor: SalmonnO1Processor, synthetic_size: int, cache_size: int = 0):
         if (spec.path is None) == (spec.synthetic is None):
             raise RecipeError(f"data source {spec}: give exactly one of path or synthetic")
-        if spec.task not in ("qa", DESCRIBE_TASK, TEXT_TASK):
-            raise RecipeError(f"data source {spec.path or spec.synthetic}: task must be qa, {DESCRIBE_TASK} "
-                              f"or {TEXT_TASK}")
+        if spec.task not in ("qa", DESCRIBE_TASK, TEXT_TASK, OPTIONS_TASK):
+            raise RecipeError(f"data source {spec.path or spec.synthetic}: task must be qa, {DESCRIBE_TASK}, "
+                              f"{TEXT_TASK} or {OPTIONS_TASK}")
+        if spec.task == OPTIONS_TASK and (spec.synthetic is None or spec.families is not None):
+            raise RecipeError(f"data source {spec.path or spec.synthetic}: task {OPTIONS_TASK} is synthetic "
+                              "only and has no families")
         if spec.weight <= 0:
             raise RecipeError(f"data source {spec.path or spec.synthetic}: weight must be > 0")
         if spec.first_steps < 0 or spec.loss_last_steps < 0:
@@ -145,6 +151,8 @@ class ItemSource:
             item = description_item(self._sample(index))
         elif self.spec.task == TEXT_TASK:
             item = text_item_of(self._sample(index))
+        elif self.spec.task == OPTIONS_TASK:
+            item = option_item(self.spec.synthetic, self.spec.first_index + index)
         else:
             item = self._sample(index).item
         if self.spec.first_steps and item.steps:
@@ -174,8 +182,8 @@ class ItemSource:
         if self.items is not None:
             item = self.items[index]
             return self.processor.media_features(item.video) if item.video else None
-        if self.spec.task == TEXT_TASK:
-            return None  # the description stands in for the media
+        if self.spec.task in (TEXT_TASK, OPTIONS_TASK):
+            return None  # text only: the description stands in for the media, or no clip at all
         decoded = render_media(self._sample(index), fps=self.processor.config.frames_per_second, size=self.synthetic_size)
         return self.processor.media_features(decoded)
 
@@ -249,12 +257,20 @@ class SFTExamples(Dataset):
 
 
 class SFTObjective:
-    """Next-token cross-entropy on assistant tokens (prompt and media masked by the processor)."""
+    """Next-token cross-entropy on assistant tokens (prompt and media masked by the processor).
+
+    `option_letter_weight` > 0 adds that many times the mean loss on the option letters (the
+    token after " option" in "The purple cross is option A."): one token in a hundred, so the
+    plain mean barely trains the look-up of a two-word option among similar ones; weighting it
+    does (docs/mini-model.md, "The option letter").
+    """
 
     name = "sft"
 
-    def __init__(self, processor: SalmonnO1Processor):
+    def __init__(self, processor: SalmonnO1Processor, option_letter_weight: float = 0.0):
         self.processor = processor
+        self.option_letter_weight = option_letter_weight
+        self.option_id = processor.tokenizer(" option", add_special_tokens=False).input_ids[-1]
 
     def collate(self, examples: list[EncodedSample]) -> dict | None:
         if not examples:
@@ -263,7 +279,23 @@ class SFTObjective:
         batch["num_tokens"] = int(batch["attention_mask"].sum())
         return batch
 
+    def option_letters(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mask of the target tokens that follow " option" (the letters the weight trains)."""
+        after_option = torch.zeros_like(labels, dtype=torch.bool)
+        after_option[:, 1:] = input_ids[:, :-1] == self.option_id
+        return after_option & (labels != IGNORE_INDEX)
+
     def loss(self, model, batch: dict) -> tuple:
         inputs = {k: v for k, v in batch.items() if k != "num_tokens"}
-        loss = model(**inputs).loss
-        return loss, {"loss": float(loss.detach())}
+        if self.option_letter_weight <= 0:
+            loss = model(**inputs).loss
+            return loss, {"loss": float(loss.detach())}
+        labels = inputs.pop("labels")
+        logits = model(**inputs).logits[:, :-1].float()
+        targets = labels[:, 1:]
+        per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none")
+        plain = per_token.sum() / (targets != IGNORE_INDEX).sum().clamp(min=1)
+        letters = self.option_letters(inputs["input_ids"], labels)[:, 1:]
+        letter_loss = per_token[letters].mean() if letters.any() else plain.new_zeros(())
+        loss = plain + self.option_letter_weight * letter_loss
+        return loss, {"loss": float(plain.detach()), "option_letter_loss": float(letter_loss.detach())}
