@@ -4,13 +4,10 @@
 
 Writes src/salmonn_o1/assets/sample/{clip.mp4, item.json} (the first dev item of the cross-modal
 alignment family, the question the issue asks the demo to show) and {sound-order.mp4,
-sound-order.json} (a dev item of the audio-only family, the family the shipped model answers
-reliably: 84% on the test split, docs/results.md). `make demo` asks both.
-
-The sound-order clip is the *second* dev item of its family, picked by looking at the shipped
-model's answers: it gets the first (dev item 4) wrong (it lists the sounds in the right order,
-then calls the fourth one the third), the second (dev item 10) right. The cross-modal clip was
-not picked: the shipped model is at chance on that family and answers it wrongly.
+sound-order.json} (the first dev item of the audio-only family, a family the shipped model
+answers reliably: 84% on the test split, docs/results.md). `make demo` asks both. Neither clip
+was picked by looking at the model's answers; the shipped model is at chance on the cross-modal
+family, and the times in its steps about clip.mp4 are wrong.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from pathlib import Path
 from salmonn_o1.data.synthetic import generate_item, write_sample_mp4
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "salmonn_o1" / "assets" / "sample"
-SAMPLES = {"item": ("cross_modal_alignment", 0, "clip.mp4"), "sound-order": ("audio_only", 1, "sound-order.mp4")}
+SAMPLES = {"item": ("cross_modal_alignment", 0, "clip.mp4"), "sound-order": ("audio_only", 0, "sound-order.mp4")}
 
 
 def write_sample(name: str, family: str, ordinal: int, video: str) -> None:
