@@ -261,8 +261,9 @@ class SFTObjective:
 
     `option_letter_weight` > 0 adds that many times the mean loss on the option letters (the
     token after " option" in "The purple cross is option A."): one token in a hundred, so the
-    plain mean barely trains the look-up of a two-word option among similar ones; weighting it
-    does (docs/mini-model.md, "The option letter").
+    plain mean barely trains the look-up of a two-word option among similar ones. Weighted on
+    short `task: options` items it is learnt; weighted on real items it is then kept
+    (docs/mini-model.md, "The option letter").
     """
 
     name = "sft"
