@@ -13,6 +13,7 @@ family, and the times in its steps about clip.mp4 are wrong.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 
@@ -24,7 +25,8 @@ SAMPLES = {"item": ("cross_modal_alignment", 0, "clip.mp4"), "sound-order": ("au
 
 def write_sample(name: str, family: str, ordinal: int, video: str) -> None:
     """Write the `ordinal`-th (from 0) dev item of `family` as `video` and `name`.json."""
-    index = [i for i in range(1000) if generate_item("dev", i).item.category == family][ordinal]
+    matches = (i for i in range(1000) if generate_item("dev", i).item.category == family)
+    index = next(itertools.islice(matches, ordinal, None))  # stops at the item it needs
     sample = generate_item("dev", index)
     write_sample_mp4(sample, SAMPLE_DIR / video)
     item = dataclasses.replace(sample.item, video=video)

@@ -146,7 +146,7 @@ def reproduce_mini(plan: MiniPlan) -> Path:
     candidates = {SFT_NAME: sft_model}
     if "contrastive" in pdpo_runs:
         candidates[PDPO_NAME] = pdpo_runs["contrastive"] / "final"
-    best = best_reasoning_model(plan.results.parent / "results" / "results.json", candidates)
+    best = best_reasoning_model(results.results_json(plan.results), candidates)
     if plan.ship is not None:
         ship(best, plan.ship)
     return best

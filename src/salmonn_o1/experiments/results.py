@@ -196,6 +196,11 @@ def plot_curves(runs: list[str], out_dir: Path) -> list[Path]:
     return written
 
 
+def results_json(report: Path) -> Path:
+    """Where the machine-readable results of the report `report` go (beside its PNGs)."""
+    return report.parent / "results" / "results.json"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", required=True, help="NAME=MODEL_DIR:reasoning|direct")
@@ -214,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = [Variant.parse(v) for v in args.variant]
     baseline = args.baseline or variants[0].name
     out = Path(args.out)
-    assets = out.parent / "results"
+    assets = results_json(out).parent
     assets.mkdir(parents=True, exist_ok=True)
     started = time.time()
     paths = predict(variants, args.split, args.n, Path(args.work), args.batch_size)
@@ -238,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
                      for v in variants]
     lines += ["## Variants", "", *variant_lines, ""]
     out.write_text("\n".join(lines))
-    (assets / "results.json").write_text(json.dumps(
+    results_json(out).write_text(json.dumps(
         {"variants": [v.__dict__ for v in variants], "n": args.n, "split": args.split,
          "accuracy": acc["accuracy"], "paired": paired, "pdpo_cost": cost}, indent=2, default=str))
     print(out.read_text())

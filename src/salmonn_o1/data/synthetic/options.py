@@ -15,9 +15,9 @@ import numpy as np
 from salmonn_o1.data.schema import Item
 from salmonn_o1.data.synthetic.dataset import clip_seed
 from salmonn_o1.data.synthetic.timeline import COLOURS, SHAPES, SOUNDS
+from salmonn_o1.prompts import OPTION_LETTERS
 
 OPTIONS_TASK = "options"
-LETTERS = "ABCD"
 SEED_SALT = 7_919  # keeps these items' draws apart from the clip with the same index
 
 
@@ -35,20 +35,19 @@ def option_item(split: str, index: int) -> Item:
     """Item `index` of `split`: a shape (60%), a sound (20%) or a count (20%) to find among four options."""
     rng = np.random.default_rng([clip_seed(split, index), SEED_SALT])
     kind = rng.choice(["shape", "sound", "count"], p=[0.6, 0.2, 0.2])
-    if kind == "shape":
-        entity, others = shape_options(rng)
-        named, option_of = f"the {entity}", lambda label: f"a {label}"
-    elif kind == "sound":
-        kinds = list(SOUNDS)
-        entity, *others = (str(k) for k in rng.choice(kinds, 4, replace=False))
-        named, option_of = f"the {entity}", lambda label: f"the {label}"
-    else:  # counts are listed 0..3, as the counting family lists them
+    if kind == "count":  # counts are listed 0..3, as the counting family lists them
         count = int(rng.integers(4))
-        entity, others, named, option_of = str(count), [str(n) for n in range(4) if n != count], str(count), str
-    labels = [entity, *others]
-    order = np.argsort([int(label) for label in labels]) if kind == "count" else rng.permutation(4)
-    options = [option_of(labels[i]) for i in order]
-    answer = LETTERS[int(np.flatnonzero(order == 0)[0])]
+        named, options, position = str(count), [str(n) for n in range(4)], count
+    else:
+        if kind == "shape":
+            entity, others = shape_options(rng)
+        else:
+            entity, *others = (str(k) for k in rng.choice(list(SOUNDS), 4, replace=False))
+        article = "a" if kind == "shape" else "the"
+        labels, order = [entity, *others], rng.permutation(4)
+        named, options = f"the {entity}", [f"{article} {labels[i]}" for i in order]
+        position = int(np.flatnonzero(order == 0)[0])
+    answer = OPTION_LETTERS[position]
     subject = named[0].upper() + named[1:]
     return Item(id=f"avr-{split}-options-{index:06d}", video=None, question=f"Which option is {named}?",
                 options=options, answer=answer, steps=[f"{subject} is option {answer}."], category=OPTIONS_TASK,
