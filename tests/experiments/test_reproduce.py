@@ -59,10 +59,11 @@ def write_recipes(folder: Path) -> Path:
                         "option_letter_weight": 5.0},
                "optim": {**SFT["optim"], "max_steps": 5}}
     letters = {**options, "data": {**SFT["data"], "option_letter_weight": 1.0}}
+    lookup = {**letters, "data": {**letters["data"], "sources": [{"synthetic": "train", "step_format": "lookup"}]}}
     recipes = {"mini-perception.yaml": PERCEPTION, "mini-copy.yaml": copying, "mini-text.yaml": text,
                "mini-answer.yaml": answer,
                "mini-ground.yaml": ground, "mini-sft.yaml": SFT, "mini-options.yaml": options,
-               "mini-letters.yaml": letters,
+               "mini-letters.yaml": letters, "mini-lookup.yaml": lookup,
                "mini-direct.yaml": direct, "mini-pdpo.yaml": PDPO}
     for name, recipe in recipes.items():
         (folder / name).write_text(yaml.safe_dump(recipe))
@@ -88,12 +89,15 @@ def test_every_variant_is_trained_and_scored(reproduced):
     for variant in results["variants"]:
         assert results["accuracy"][variant["name"]]["overall"]["total"] == 10
     overall = {name: results["accuracy"][name]["overall"]["accuracy"] for name in ("reasoning SFT", "SFT + pDPO")}
-    better = "mini-pdpo" if overall["SFT + pDPO"] >= overall["reasoning SFT"] else "mini-letters"
+    better = "mini-pdpo" if overall["SFT + pDPO"] >= overall["reasoning SFT"] else "mini-lookup"
     assert best == plan.runs / better / "final"
     assert (plan.results.parent / "results" / "curve-mini-sft.png").exists()
-    assert (plan.results.parent / "results" / "curve-mini-letters.png").exists()
-    letters_recipe = yaml.safe_load((plan.runs / "mini-letters" / "recipe.yaml").read_text())
-    assert letters_recipe["model"]["source"] == str(plan.runs / "mini-options" / "final")  # the chain's order
+    assert (plan.results.parent / "results" / "curve-mini-lookup.png").exists()
+    for stage, source in (("mini-letters", "mini-options"), ("mini-lookup", "mini-letters")):  # the chain's order
+        recipe = yaml.safe_load((plan.runs / stage / "recipe.yaml").read_text())
+        assert recipe["model"]["source"] == str(plan.runs / source / "final")
+    pdpo_recipe = yaml.safe_load((plan.runs / "mini-pdpo" / "recipe.yaml").read_text())
+    assert pdpo_recipe["model"]["source"] == str(plan.runs / "mini-lookup" / "final")
 
 
 def test_selections_share_rollouts_and_all_steps_costs_most(reproduced):
@@ -136,6 +140,6 @@ def test_the_shipped_model_is_the_best_reasoning_model_and_answers(reproduced):
 def test_a_rerun_trains_nothing_again(reproduced):
     plan, best = reproduced
     stamps = {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")}
-    assert len(stamps) == 12  # perception, copy, text, answer, ground, sft, options, letters, direct, 3 pDPO
+    assert len(stamps) == 13  # perception, copy, text, answer, ground, sft, options, letters, lookup, direct, 3 pDPO
     reproduce_mini(plan)
     assert {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")} == stamps

@@ -140,3 +140,24 @@ def test_option_letter_weight_adds_the_weighted_loss_of_exactly_the_option_lette
     letter_loss = -log_probs[shifted].gather(-1, batch["labels"][:, 1:][shifted][:, None]).mean()
     assert abs(logged["loss"] - float(base)) < 1e-4  # the plain part is the model's own loss
     assert abs(float(total) - float(base) - 3.0 * float(letter_loss)) < 1e-4
+
+
+def test_the_lookup_step_format_rewrites_only_the_cross_modal_targets(tokenizer, tiny_config):
+    import pytest
+
+    from salmonn_o1.errors import RecipeError
+    from salmonn_o1.train.recipe import DataSource
+    from salmonn_o1.train.sft_data import ItemSource
+
+    processor = SalmonnO1Processor(tokenizer, tiny_config)
+    gold = ItemSource(DataSource(synthetic="train"), processor, synthetic_size=32)
+    lookup = ItemSource(DataSource(synthetic="train", step_format="lookup"), processor, synthetic_size=32)
+    for i in range(12):
+        plain, rewritten = gold.item(i), lookup.item(i)
+        if plain.category in ("cross_modal_alignment", "cross_modal_counting", "temporal_order"):
+            assert rewritten.steps == plain.extras["lookup_steps"] != plain.steps
+        else:
+            assert rewritten.steps == plain.steps
+        assert (rewritten.answer, rewritten.options) == (plain.answer, plain.options)
+    with pytest.raises(RecipeError, match="step_format"):
+        ItemSource(DataSource(synthetic="train", step_format="lookups"), processor, synthetic_size=32)

@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "reproduce", help="reproduce the shipped miniature model and docs/results.md",
         description="Runs recipes/mini-perception.yaml (encoders), the LLM's curriculum mini-copy.yaml, "
         "mini-text.yaml (clip descriptions in words) and mini-answer.yaml, mini-ground.yaml (the media), "
-        "mini-sft.yaml and mini-letters.yaml (the option letter), mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps and random selection on shared "
+        "mini-sft.yaml, mini-options.yaml and mini-letters.yaml (the option letter), mini-lookup.yaml (look-ups "
+        "of the frame at a time), mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps and random selection on shared "
         "rollouts), then scores every variant on held-out AVR-Synth test items. Each run resumes; finished runs are "
         "skipped. Stage speeds on 2 CPU cores: docs/mini-model.md.",
     )

@@ -7,10 +7,11 @@
     mini-ground   it learns to read the same facts from the media (recipes/mini-ground.yaml)
     mini-sft      reasoning SFT on the frozen pretrained encoders (recipes/mini-sft.yaml)
     mini-options  the option-letter look-up alone, on short items (recipes/mini-options.yaml)
-    mini-letters  back to SFT's items, the option letters weighted (recipes/mini-letters.yaml);
+    mini-letters  back to SFT's items, the option letters weighted (recipes/mini-letters.yaml)
+    mini-lookup   the cross-modal steps as look-ups of the frame at a time (recipes/mini-lookup.yaml);
                   the "reasoning SFT" variant and pDPO's start
     mini-direct   the same data budget trained to answer directly (recipes/mini-direct.yaml)
-    mini-pdpo     pDPO from mini-letters with contrastive step selection (recipes/mini-pdpo.yaml)
+    mini-pdpo     pDPO from mini-lookup with contrastive step selection (recipes/mini-pdpo.yaml)
     mini-pdpo-all, mini-pdpo-random
                   the same pDPO with all-steps / random selection, on the *same* rollouts
                   (copied, not re-sampled), so the cost table compares selection alone
@@ -101,6 +102,7 @@ def results_arguments(plan: MiniPlan, sft_model: Path, pdpo_runs: dict[str, Path
         name = PDPO_NAME if strategy == "contrastive" else f"{PDPO_NAME} ({strategy} steps)"
         args += ["--variant", f"{name}={run_dir / 'final'}:reasoning", "--pdpo-run", f"{name}={run_dir}"]
     runs = [plan.run_dir("mini-sft"), plan.run_dir("mini-options"), plan.run_dir("mini-letters"),
+            plan.run_dir("mini-lookup"),
             *([plan.run_dir("mini-direct")] if plan.direct else []), *pdpo_runs.values()]
     for run_dir in runs:
         args += ["--run", str(run_dir)]
@@ -138,7 +140,8 @@ def reproduce_mini(plan: MiniPlan) -> Path:
     start = train_sft(plan, "mini-ground.yaml", "mini-ground", answering)
     reasoning = train_sft(plan, "mini-sft.yaml", "mini-sft", start)
     options = train_sft(plan, "mini-options.yaml", "mini-options", reasoning)
-    sft_model = train_sft(plan, "mini-letters.yaml", "mini-letters", options)
+    letters = train_sft(plan, "mini-letters.yaml", "mini-letters", options)
+    sft_model = train_sft(plan, "mini-lookup.yaml", "mini-lookup", letters)
     if plan.direct:
         train_sft(plan, "mini-direct.yaml", "mini-direct", start)
     pdpo_runs = {strategy: train_pdpo(plan, sft_model, strategy) for strategy in plan.strategies}

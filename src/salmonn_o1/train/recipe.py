@@ -57,6 +57,8 @@ class DataSource:
     first_steps: int = 0  # > 0: the target is only the first k gold steps, one turn (curriculum stages)
     loss_last_steps: int = 0  # > 0: the earlier steps stay as context but only the last k steps of
     # the reasoning turn and the answer turn carry the loss (curriculum stages)
+    step_format: str = "gold"  # "lookup": the cross-modal families' gold steps rewritten as look-ups
+    # of the frame at a time ("At 9.0 s the screen shows the green square."); other items unchanged
 
 
 @dataclass

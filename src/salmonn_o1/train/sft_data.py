@@ -22,11 +22,13 @@ from salmonn_o1.data.synthetic import FAMILIES, generate_item, render_media
 from salmonn_o1.data.synthetic.dataset import SynthSample
 from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, description_item, text_item_of
 from salmonn_o1.data.synthetic.options import OPTIONS_TASK, option_item
+from salmonn_o1.data.synthetic.questions import LOOKUP_STEPS
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import EncodedSample, MediaFeatures, SalmonnO1Processor
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION
 from salmonn_o1.train.recipe import DataRecipe, DataSource
 
+STEP_FORMATS = ("gold", "lookup")  # DataSource.step_format
 PARTIAL_TARGET = "partial_target"  # extras flag: the steps are a prefix of the solution, no answer turn
 
 
@@ -94,6 +96,9 @@ class ItemSource:
         if spec.task == OPTIONS_TASK and (spec.synthetic is None or spec.families is not None):
             raise RecipeError(f"data source {spec.path or spec.synthetic}: task {OPTIONS_TASK} is synthetic "
                               "only and has no families")
+        if spec.step_format not in STEP_FORMATS:
+            raise RecipeError(f"data source {spec.path or spec.synthetic}: step_format must be one of "
+                              f"{', '.join(STEP_FORMATS)}, got {spec.step_format!r}")
         if spec.weight <= 0:
             raise RecipeError(f"data source {spec.path or spec.synthetic}: weight must be > 0")
         if spec.first_steps < 0 or spec.loss_last_steps < 0:
@@ -155,6 +160,8 @@ class ItemSource:
             item = option_item(self.spec.synthetic, self.spec.first_index + index)
         else:
             item = self._sample(index).item
+        if self.spec.step_format == "lookup" and item.extras.get(LOOKUP_STEPS):
+            item = replace(item, steps=list(item.extras[LOOKUP_STEPS]))
         if self.spec.first_steps and item.steps:
             item = replace(item, steps=item.steps[:self.spec.first_steps],
                            extras={**item.extras, PARTIAL_TARGET: True})

@@ -56,9 +56,25 @@ class Question:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+LOOKUP_STEPS = "lookup_steps"  # extras key: the cross-modal families' steps as look-ups by time
+
+
 def fmt_time(t: float) -> str:
     """Times in steps are on the 0.5 s grid, written "3.5 s"."""
     return f"{round(t / GRID) * GRID:.1f} s"
+
+
+def screen_at(timeline: Timeline, t: float) -> str:
+    """The step that reads the frame at time t: "At 9.0 s the screen shows the green square."
+
+    Why this wording: each frame's time is written before its picture in the media ("9.0", then
+    the frame), so a step that has just written the time can find the frame by matching those
+    words (the recall circuit's induction head), where "the shape whose span contains 9.0 s"
+    is a comparison of times that the miniature LLM does not learn (docs/mini-model.md).
+    """
+    scene = scene_at(timeline, t)
+    shown = f"the {scene.label}" if scene is not None else "nothing"
+    return f"At {fmt_time(t)} the screen shows {shown}."
 
 
 def arrange(rng: np.random.Generator, answer: str, distractors: list[str], target: int) -> list[str]:
@@ -150,7 +166,9 @@ def cross_modal_alignment(rng: np.random.Generator, config: SynthConfig, target:
         f"The {decoy.label} is on screen from {fmt_time(decoy.start)} to {fmt_time(decoy.end)}, not during the {kind}.",
         f"The {shown.label} is option {letter}.",
     ]
-    return Question(timeline, f"What was on screen when the {kind} played?", options, letter, steps)
+    lookup = [steps[0], screen_at(timeline, sound.start), steps[-1]]
+    return Question(timeline, f"What was on screen when the {kind} played?", options, letter, steps,
+                    {LOOKUP_STEPS: lookup})
 
 
 def cross_modal_counting(rng: np.random.Generator, config: SynthConfig, target: int) -> Question:
@@ -205,9 +223,13 @@ def cross_modal_counting(rng: np.random.Generator, config: SynthConfig, target: 
     if rest:
         steps.append(f"The other {rest} {'beep plays' if rest == 1 else 'beeps play'} when it is not visible.")
     noun = "beep plays" if count == 1 else "beeps play"
-    steps += [f"So {count} {noun} while the {chosen.label} is visible.", f"{count} is option {letter}."]
+    conclusion = [f"So {count} {noun} while the {chosen.label} is visible.", f"{count} is option {letter}."]
+    steps += conclusion
+    beeps = sounds_of(timeline, "beep")
+    lookup = [f"Beeps start at {', '.join(fmt_time(s.start) for s in beeps)}."]
+    lookup += [screen_at(timeline, s.start) for s in beeps] + conclusion
     question = f"How many beeps played while the {chosen.label} was visible?"
-    return Question(timeline, question, options, letter, steps)
+    return Question(timeline, question, options, letter, steps, {LOOKUP_STEPS: lookup})
 
 
 def temporal_order(rng: np.random.Generator, config: SynthConfig, target: int) -> Question:
@@ -241,7 +263,16 @@ def temporal_order(rng: np.random.Generator, config: SynthConfig, target: int) -
         f"The {decoy.label} appears at {fmt_time(decoy.start)}, which is {relation}.",
         f"The {following.label} is option {letter}.",
     ]
-    return Question(timeline, f"Which shape appeared next after the {kind} played?", options, letter, steps)
+    assert current is not None and timeline.scenes[timeline.scenes.index(current) + 1] is following
+    lookup = [
+        f"The shapes appear in this order: {', '.join(f'the {s.label}' for s in timeline.scenes)}.",
+        f"The {kind} plays from {fmt_time(sound.start)} to {fmt_time(sound.end)}.",
+        screen_at(timeline, sound.start),
+        f"After the {current.label}, the {following.label} appears.",
+        steps[-1],
+    ]
+    return Question(timeline, f"Which shape appeared next after the {kind} played?", options, letter, steps,
+                    {LOOKUP_STEPS: lookup})
 
 
 def visual_only(rng: np.random.Generator, config: SynthConfig, target: int) -> Question:
