@@ -77,6 +77,11 @@ def screen_at(timeline: Timeline, t: float) -> str:
     return f"At {fmt_time(t)} the screen shows {shown}."
 
 
+def shape_order_step(timeline: Timeline) -> str:
+    """The shape-order family's first step, also temporal order's first look-up step."""
+    return f"The shapes appear in this order: {', '.join(f'the {s.label}' for s in timeline.scenes)}."
+
+
 def arrange(rng: np.random.Generator, answer: str, distractors: list[str], target: int) -> list[str]:
     """Options with the answer at index `target` and the distractors shuffled around it."""
     others = [distractors[i] for i in rng.permutation(len(distractors))]
@@ -265,7 +270,7 @@ def temporal_order(rng: np.random.Generator, config: SynthConfig, target: int) -
     ]
     assert current is not None and timeline.scenes[timeline.scenes.index(current) + 1] is following
     lookup = [
-        f"The shapes appear in this order: {', '.join(f'the {s.label}' for s in timeline.scenes)}.",
+        shape_order_step(timeline),
         f"The {kind} plays from {fmt_time(sound.start)} to {fmt_time(sound.end)}.",
         screen_at(timeline, sound.start),
         f"After the {current.label}, the {following.label} appears.",
@@ -289,9 +294,8 @@ def visual_only(rng: np.random.Generator, config: SynthConfig, target: int) -> Q
     distractors = [others[i] for i in rng.choice(len(others), config.num_options - 1, replace=False)]
     options = arrange(rng, _article(chosen.label), [_article(s.label) for s in distractors], target)
     letter = letter_of(options, _article(chosen.label))
-    order = ", ".join(f"the {s.label}" for s in timeline.scenes)
     steps = [
-        f"The shapes appear in this order: {order}.",
+        shape_order_step(timeline),
         f"The {ordinal} one is the {chosen.label}, from {fmt_time(chosen.start)} to {fmt_time(chosen.end)}.",
         f"The {chosen.label} is option {letter}.",
     ]
