@@ -6,9 +6,8 @@ Writes src/salmonn_o1/assets/sample/{clip.mp4, item.json} (the first dev item of
 alignment family, the question the issue asks the demo to show) and {sound-order.mp4,
 sound-order.json} (the first dev item of the audio-only family, a family the shipped model
 answers reliably: 84% on the test split, docs/results.md). `make demo` asks both. Neither clip
-was picked by looking at the model's answers. The shipped model answers clip.mp4 right, but its
-steps are not: the tone's time is a second early (9.0 s for 10.0 s), and at 9.0 s the purple
-circle, not the purple cross it names, is on screen.
+was picked by looking at the model's answers. The shipped model finds clip.mp4's tone at the right
+time (10.0 s) but reads the shape of the scene before (the purple circle), so it answers C for A.
 """
 
 from __future__ import annotations
