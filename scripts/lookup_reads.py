@@ -18,10 +18,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from salmonn_o1.data.synthetic.dataset import generate_item
-from salmonn_o1.data.synthetic.questions import shape_order_step
+from salmonn_o1.data.synthetic.questions import read_screen_step, shape_order_step
 from salmonn_o1.data.synthetic.timeline import scene_at, sounds_of
 
-SCREEN = re.compile(r"At (\d+\.\d) s the screen shows (?:the (\w+ \w+)|nothing)\.")
 FAMILIES = ("cross_modal_alignment", "temporal_order", "cross_modal_counting")
 
 
@@ -41,7 +40,7 @@ def read(rows: list[dict]) -> tuple[dict[str, Counter], Counter]:
         counts = stats[item.category]
         counts["answers"] += 1
         counts["answers right"] += row["extracted"] == item.answer
-        screens = [(float(m[1]), m[2]) for m in map(SCREEN.fullmatch, steps) if m]
+        screens = [read for read in map(read_screen_step, steps) if read]
         counts["screen steps"] += len(screens)
         for t, named in screens:
             shown = scene_at(timeline, t)

@@ -11,24 +11,22 @@ prefer the right read (docs/mini-model.md, "pDPO").
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import Counter
 from pathlib import Path
 
 from salmonn_o1.data.synthetic.dataset import generate_item
+from salmonn_o1.data.synthetic.questions import read_screen_step
 from salmonn_o1.data.synthetic.timeline import Timeline, scene_at
-
-SCREEN = re.compile(r"At (\d+\.\d) s the screen shows (?:the (\w+ \w+)|nothing)\.")
 
 
 def read_is_right(timeline: Timeline, text: str) -> bool | None:
     """None when the step is not a screen read."""
-    match = SCREEN.search(text)
-    if match is None:
+    read = read_screen_step(text)
+    if read is None:
         return None
-    shown = scene_at(timeline, float(match[1]))
-    return (shown.label if shown else None) == match[2]
+    shown = scene_at(timeline, read[0])
+    return (shown.label if shown else None) == read[1]
 
 
 def main(path: str) -> None:

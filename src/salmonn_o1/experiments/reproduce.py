@@ -32,6 +32,9 @@ from pathlib import Path
 ROLLOUT_FILES = ("rollout.jsonl", "rollout_settings.json", "rollout_summary.json")
 STRATEGIES = ("contrastive", "all", "random")
 SFT_NAME, PDPO_NAME = "reasoning SFT", "SFT + pDPO"
+# The SFT-engine stages after grounding, in order, each from the one before (recipes/<stage>.yaml);
+# the last is the "reasoning SFT" variant and pDPO's start.
+REASONING_STAGES = ("mini-sft", "mini-options", "mini-letters", "mini-lookup")
 
 
 @dataclass
@@ -101,8 +104,7 @@ def results_arguments(plan: MiniPlan, sft_model: Path, pdpo_runs: dict[str, Path
     for strategy, run_dir in pdpo_runs.items():
         name = PDPO_NAME if strategy == "contrastive" else f"{PDPO_NAME} ({strategy} steps)"
         args += ["--variant", f"{name}={run_dir / 'final'}:reasoning", "--pdpo-run", f"{name}={run_dir}"]
-    runs = [plan.run_dir("mini-sft"), plan.run_dir("mini-options"), plan.run_dir("mini-letters"),
-            plan.run_dir("mini-lookup"),
+    runs = [*(plan.run_dir(stage) for stage in REASONING_STAGES),
             *([plan.run_dir("mini-direct")] if plan.direct else []), *pdpo_runs.values()]
     for run_dir in runs:
         args += ["--run", str(run_dir)]
@@ -138,10 +140,9 @@ def reproduce_mini(plan: MiniPlan) -> Path:
     text = train_sft(plan, "mini-text.yaml", "mini-text", copying)
     answering = train_sft(plan, "mini-answer.yaml", "mini-answer", text)
     start = train_sft(plan, "mini-ground.yaml", "mini-ground", answering)
-    reasoning = train_sft(plan, "mini-sft.yaml", "mini-sft", start)
-    options = train_sft(plan, "mini-options.yaml", "mini-options", reasoning)
-    letters = train_sft(plan, "mini-letters.yaml", "mini-letters", options)
-    sft_model = train_sft(plan, "mini-lookup.yaml", "mini-lookup", letters)
+    sft_model = start
+    for stage in REASONING_STAGES:
+        sft_model = train_sft(plan, f"{stage}.yaml", stage, sft_model)
     if plan.direct:
         train_sft(plan, "mini-direct.yaml", "mini-direct", start)
     pdpo_runs = {strategy: train_pdpo(plan, sft_model, strategy) for strategy in plan.strategies}

@@ -10,6 +10,7 @@ is chosen uniformly, and distractors are shapes/sounds that did occur.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,16 @@ def screen_at(timeline: Timeline, t: float) -> str:
     scene = scene_at(timeline, t)
     shown = f"the {scene.label}" if scene is not None else "nothing"
     return f"At {fmt_time(t)} the screen shows {shown}."
+
+
+SCREEN_STEP = re.compile(r"At (\d+\.\d) s the screen shows (?:the (\w+ \w+)|nothing)\.")
+
+
+def read_screen_step(text: str) -> tuple[float, str | None] | None:
+    """The inverse of `screen_at` on a (generated) step: (time, shape label or None), or None if the
+    text reads no frame. For checking a model's look-ups against the clip's timeline."""
+    match = SCREEN_STEP.search(text)
+    return (float(match[1]), match[2]) if match else None
 
 
 def shape_order_step(timeline: Timeline) -> str:
