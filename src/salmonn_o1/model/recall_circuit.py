@@ -115,5 +115,6 @@ def pin_recall_circuit(llm: nn.Module, window: int) -> list:
             continue
         mask = torch.ones_like(parameter)
         mask[rows.to(parameter.device)] = 0.0
-        handles.append(parameter.register_hook(lambda grad, mask=mask: grad * mask))
+        # The mask follows the gradient: the model may move to a GPU after pinning (accelerate prepare).
+        handles.append(parameter.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device)))
     return handles

@@ -84,7 +84,10 @@ def run_stages(recipe: Recipe, progress: bool = True) -> dict[str, dict[str, Any
     settings, training = split_options(recipe)
     out = Path(recipe.run.out_dir) / "stages"
     out.mkdir(parents=True, exist_ok=True)
-    pipeline = SalmonnO1Pipeline.from_pretrained(recipe.model.source)
+    # The stages' values and reference log-probs must come from the model the trainer starts from, so
+    # they use the training precision (float32 unless run.precision asks for bf16/fp16), also on a GPU.
+    dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(recipe.run.precision, "float32")
+    pipeline = SalmonnO1Pipeline.from_pretrained(recipe.model.source, dtype=dtype)
     questions = stage_questions(training.get("questions"), pipeline.processor)
     return {
         "rollout": stages.run_rollout(out, pipeline, questions, settings, progress=progress),
