@@ -1,13 +1,15 @@
-"""Write the bundled sample clips: AVR-Synth dev items, one cross-modal question and one sound-order one.
+"""Write the bundled sample clips: AVR-Synth dev items, two cross-modal questions and a sound-order one.
 
     .venv/bin/python scripts/make_sample_clip.py
 
-Writes src/salmonn_o1/assets/sample/{clip.mp4, item.json} (the first dev item of the cross-modal
-alignment family, the question the issue asks the demo to show) and {sound-order.mp4,
-sound-order.json} (the first dev item of the audio-only family, a family the shipped model
-answers reliably: 84% on the test split, docs/results.md). `make demo` asks both. Neither clip
-was picked by looking at the model's answers. The shipped model finds clip.mp4's tone at the right
-time (10.0 s) but reads the shape of the scene before (the purple circle), so it answers C for A.
+Writes into src/salmonn_o1/assets/sample/ (`make demo` asks all three):
+- {clip.mp4, item.json}: the second dev item of the cross-modal alignment family, the question the
+  issue asks the demo to show;
+- {clip-miss.mp4, clip-miss.json}: the first dev item of that family. It was the bundled clip until
+  2026-11-30; the shipped models find its tone at the right time (10.0 s) but read the shape of
+  the scene before (the purple circle), so they answer C for A. That is why the second item
+  became clip.mp4 (it is answered right); the first stays, so the demo shows a miss too;
+- {sound-order.mp4, sound-order.json}: the first dev item of the audio-only family.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 from salmonn_o1.data.synthetic import generate_item, write_sample_mp4
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "salmonn_o1" / "assets" / "sample"
-SAMPLES = {"item": ("cross_modal_alignment", 0, "clip.mp4"), "sound-order": ("audio_only", 0, "sound-order.mp4")}
+SAMPLES = {"item": ("cross_modal_alignment", 1, "clip.mp4"), "clip-miss": ("cross_modal_alignment", 0, "clip-miss.mp4"),
+           "sound-order": ("audio_only", 0, "sound-order.mp4")}
 
 
 def write_sample(name: str, family: str, ordinal: int, video: str) -> None:

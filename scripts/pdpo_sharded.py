@@ -68,8 +68,10 @@ def run_shards(args, overrides: list[str], start: int) -> list[int]:
             if code is None:
                 continue
             del running[index]
-            (finished.append(index) if code == 0 else print(f"shard {index} failed (exit {code}); "
-                                                             f"see {log_dir / f'{index:04d}.log'}", flush=True))
+            if code == 0:
+                finished.append(index)
+            else:
+                print(f"shard {index} failed (exit {code}); see {log_dir / f'{index:04d}.log'}", flush=True)
         if elapsed >= args.stop_new_after:
             waiting = []
         if elapsed >= args.deadline:

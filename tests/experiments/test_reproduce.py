@@ -143,3 +143,17 @@ def test_a_rerun_trains_nothing_again(reproduced):
     assert len(stamps) == 13  # perception, copy, text, answer, ground, sft, options, letters, lookup, direct, 3 pDPO
     reproduce_mini(plan)
     assert {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")} == stamps
+
+
+def test_scoring_with_an_explicit_device_and_dtype_matches_the_default_on_a_cpu(reproduced, tmp_path):
+    """`results --device cpu --dtype float32` (how a GPU machine scores as a CPU does) predicts the
+    same answers as the default on this CPU, and writes its own prediction cache."""
+    from salmonn_o1.experiments import results
+
+    plan, _ = reproduced
+    sft = plan.runs / "mini-lookup" / "final"
+    results.main(["--variant", f"reasoning SFT={sft}:reasoning", "--n", "10", "--device", "cpu",
+                  "--dtype", "float32", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "results.md")])
+    mine = (tmp_path / "work" / "reasoning-sft.jsonl").read_text().splitlines()
+    cached = (plan.runs / "results" / "reasoning-sft.jsonl").read_text().splitlines()
+    assert len(mine) == 10 and mine == cached

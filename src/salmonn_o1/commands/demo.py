@@ -1,4 +1,4 @@
-"""`salmonn-o1 demo`: the default model answers the bundled clips' questions (cross-modal, then sound order)."""
+"""`salmonn-o1 demo`: the default model answers the bundled clips' questions (two cross-modal, then sound order)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-SAMPLE_ITEMS = ("item.json", "sound-order.json")  # a cross-modal question, then a sound-order one
+# A cross-modal question the shipped model answers right, one it misses (it reads the frame before),
+# then a sound-order one (scripts/make_sample_clip.py).
+SAMPLE_ITEMS = ("item.json", "clip-miss.json", "sound-order.json")
 
 
 def run(args: argparse.Namespace) -> int:

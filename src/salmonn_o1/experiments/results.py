@@ -57,13 +57,14 @@ def cell(acc: Accuracy) -> str:
     return f"{100 * acc.value:.1f} [{100 * acc.low:.1f}, {100 * acc.high:.1f}]"
 
 
-def predict(variants: list[Variant], split: str, n: int, work: Path, batch_size: int) -> dict[str, Path]:
+def predict(variants: list[Variant], split: str, n: int, work: Path, batch_size: int, device: str = "auto",
+            dtype: str = "auto") -> dict[str, Path]:
     from salmonn_o1.experiments.synth_predict import predict_synthetic
     from salmonn_o1.inference import SalmonnO1Pipeline
 
     paths = {}
     for variant in variants:
-        pipe = SalmonnO1Pipeline.from_pretrained(variant.model)
+        pipe = SalmonnO1Pipeline.from_pretrained(variant.model, device=device, dtype=dtype)
         paths[variant.name] = predict_synthetic(pipe, split, n, work / f"{variant.slug}.jsonl",
                                                 reasoning=variant.reasoning, batch_size=batch_size)
     return paths
@@ -208,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="auto: bf16 on a GPU; float32 there scores as on a CPU")
     parser.add_argument("--work", default="runs/results", help="prediction cache (append-and-resume)")
     parser.add_argument("--pdpo-run", action="append", default=[],
                         help="NAME=RUN_DIR: a pDPO run (its stages/) whose model is the variant NAME")
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     assets = results_json(out).parent
     assets.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    paths = predict(variants, args.split, args.n, Path(args.work), args.batch_size)
+    paths = predict(variants, args.split, args.n, Path(args.work), args.batch_size, args.device, args.dtype)
     items = synth_items(args.split, args.n)
     acc_lines, acc = accuracy_section(items, variants, paths)
     paired_lines, paired = paired_section(items, variants, baseline, acc["scores"])
