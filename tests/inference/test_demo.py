@@ -16,7 +16,7 @@ def test_the_bundled_samples_are_valid_clips_with_gold_items():
         assert (SAMPLE_DIR / item["video"]).stat().st_size > 10_000, name
         assert item["answer"] in "ABCD" and len(item["options"]) == 4 and item["steps"], name
         categories.append(item["category"])
-    assert categories == ["cross_modal_alignment", "audio_only"]
+    assert categories == ["cross_modal_alignment", "cross_modal_alignment", "audio_only"]
 
 
 def test_demo_asks_every_bundled_question_and_prints_steps_and_answers(capsys):
