@@ -113,25 +113,15 @@ def merge(out: Path, shards: list[int]) -> dict:
 
 
 def train(args, overrides: list[str], pairs: int) -> None:
-    from salmonn_o1.pdpo.objective import DEFAULT_BETA, DPOObjective
-    from salmonn_o1.pdpo.pipeline import PlannedPairs, split_options
-    from salmonn_o1.train.model_setup import build_model
-    from salmonn_o1.train.trainer import Trainer
+    from salmonn_o1.pdpo.pipeline import train_on_pairs
 
     recipe = load_recipe(args.config, [*overrides, f"run.out_dir={args.out}"])
     steps = max(1, math.ceil(args.epochs * pairs / (recipe.optim.batch_size * recipe.optim.grad_accum)))
     if args.max_steps:
         steps = min(steps, args.max_steps)
-    recipe = load_recipe(args.config, [*overrides, f"run.out_dir={args.out}", f"optim.max_steps={steps}"])
+    recipe.optim.max_steps = steps
     print(f"training {steps} steps on {pairs} pairs", flush=True)
-    settings, training = split_options(recipe)
-    records = stages.read_jsonl(args.out / "stages" / "pairs.jsonl")
-    model, processor = build_model(recipe.model)
-    total = recipe.optim.max_steps * recipe.optim.batch_size * recipe.optim.grad_accum
-    objective = DPOObjective(processor, beta=float(training.get("beta", DEFAULT_BETA)),
-                             sft_weight=float(training.get("sft_weight", 0.0)), label_mode=settings.label_mode,
-                             mu=settings.mu, max_length=recipe.data.max_length)
-    Trainer(recipe, model, processor, PlannedPairs(records, total, recipe.run.seed), objective).train()
+    train_on_pairs(recipe)
 
 
 def main() -> None:

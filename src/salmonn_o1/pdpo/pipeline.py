@@ -100,12 +100,18 @@ def run_stages(recipe: Recipe, progress: bool = True) -> dict[str, dict[str, Any
 def run_pdpo(recipe: Recipe | str | Path, overrides: list[str] | None = None, resume: bool | str = False,
              stop_at_step: int | None = None, progress: bool = True) -> TrainResult:
     """The whole pDPO recipe: data stages (resumable), then DPO training (resumable)."""
-    from salmonn_o1.train.model_setup import build_model
-
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
-    settings, training = split_options(recipe)
     run_stages(recipe, progress)
+    return train_on_pairs(recipe, resume, stop_at_step)
+
+
+def train_on_pairs(recipe: Recipe, resume: bool | str = False, stop_at_step: int | None = None) -> TrainResult:
+    """DPO training on the pairs already in `run.out_dir/stages` (written by `run_stages`, or
+    merged from shards by scripts/pdpo_sharded.py)."""
+    from salmonn_o1.train.model_setup import build_model
+
+    settings, training = split_options(recipe)
     pairs = stages.read_jsonl(stages.stage_file(Path(recipe.run.out_dir) / "stages", "pairs"))
     model, processor = build_model(recipe.model)
     total = recipe.optim.max_steps * recipe.optim.batch_size * recipe.optim.grad_accum
