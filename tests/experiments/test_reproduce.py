@@ -35,7 +35,7 @@ PDPO = {
     "optim": {"lr": 1e-3, "schedule": "constant", "batch_size": 2, "max_steps": 2},
     "run": {"out_dir": "unused", "save_every": 2},
     "stage_options": {"questions": {"synthetic": "train", "n": 4, "start": 900000}, "paths": 4, "rollouts": 2,
-                      "top_t": 1, "max_new_tokens": 120, "answer_max_new_tokens": 8, "label_mode": "soft",
+                      "top_t": 2, "max_new_tokens": 120, "answer_max_new_tokens": 8, "label_mode": "soft",
                       "beta": 0.1, "temperature": 1.5, "selection": "contrastive"},
 }
 
@@ -82,10 +82,11 @@ def reproduced(tmp_path_factory):
 def test_every_variant_is_trained_and_scored(reproduced):
     plan, best = reproduced
     report = plan.results.read_text()
-    for variant in ("reasoning SFT", "direct SFT", "SFT + pDPO", "SFT + pDPO (all steps)", "SFT + pDPO (random steps)"):
+    for variant in ("reasoning SFT", "direct SFT", "SFT + pDPO", "SFT + pDPO (all steps)", "SFT + pDPO (random steps)",
+                    "SFT + pDPO (contrastive, 1 step per path)"):
         assert f"| {variant} |" in report, variant  # a row of the paired tests / cost table
     results = json.loads((plan.results.parent / "results" / "results.json").read_text())
-    assert len(results["variants"]) == 5
+    assert len(results["variants"]) == 6
     for variant in results["variants"]:
         assert results["accuracy"][variant["name"]]["overall"]["total"] == 10
     overall = {name: results["accuracy"][name]["overall"]["accuracy"] for name in ("reasoning SFT", "SFT + pDPO")}
@@ -103,15 +104,29 @@ def test_every_variant_is_trained_and_scored(reproduced):
 def test_selections_share_rollouts_and_all_steps_costs_most(reproduced):
     plan, _ = reproduced
     stages = {s: plan.runs / name / "stages" for s, name in
-              (("contrastive", "mini-pdpo"), ("all", "mini-pdpo-all"), ("random", "mini-pdpo-random"))}
+              (("contrastive", "mini-pdpo"), ("all", "mini-pdpo-all"), ("random", "mini-pdpo-random"),
+               ("top1", "mini-pdpo-top1"))}
     rollouts = {s: (d / "rollout.jsonl").read_text() for s, d in stages.items()}
-    assert rollouts["all"] == rollouts["contrastive"] == rollouts["random"]
+    assert rollouts["all"] == rollouts["contrastive"] == rollouts["random"] == rollouts["top1"]
     cost = json.loads((plan.results.parent / "results" / "results.json").read_text())["pdpo_cost"]
     tokens = {name: row["select_label_tokens"] for name, row in cost.items()}
     assert tokens["SFT + pDPO (all steps)"] >= tokens["SFT + pDPO"]
     selected = {name: row["selected_steps"] for name, row in cost.items()}
     assert selected["SFT + pDPO (all steps)"] >= selected["SFT + pDPO"] == selected["SFT + pDPO (random steps)"]
+    top1 = "SFT + pDPO (contrastive, 1 step per path)"
+    assert 0 < selected[top1] <= selected["SFT + pDPO"]
+    assert tokens[top1] <= tokens["SFT + pDPO"]
+    picks = {s: selected_steps(stages[s] / "select.jsonl") for s in ("contrastive", "top1")}
+    assert picks["top1"] <= picks["contrastive"]  # one step per path: the higher-scoring of its two contrastive picks
+    assert len(picks["top1"]) == selected[top1]
     assert "| selection |" in plan.results.read_text()
+
+
+def selected_steps(select_file: Path) -> set[tuple[str, int, int]]:
+    """(question, path, step) of every step a selection stage picked for valuing."""
+    records = [json.loads(line) for line in select_file.read_text().splitlines() if line.strip()]
+    return {(r["id"], path["index"], step) for r in records for path in r.get("paths", [])
+            for step in path.get("selected", [])}
 
 
 def test_the_better_reasoning_model_is_chosen_and_pdpo_wins_ties(tmp_path):
@@ -140,7 +155,7 @@ def test_the_shipped_model_is_the_best_reasoning_model_and_answers(reproduced):
 def test_a_rerun_trains_nothing_again(reproduced):
     plan, best = reproduced
     stamps = {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")}
-    assert len(stamps) == 13  # perception, copy, text, answer, ground, sft, options, letters, lookup, direct, 3 pDPO
+    assert len(stamps) == 14  # perception, copy, text, answer, ground, sft, options, letters, lookup, direct, 4 pDPO
     reproduce_mini(plan)
     assert {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")} == stamps
 

@@ -7,21 +7,23 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from salmonn_o1.experiments.reproduce import STRATEGIES
+
     parser = subparsers.add_parser(
         "reproduce", help="reproduce the shipped miniature model and docs/results.md",
         description="Runs recipes/mini-perception.yaml (encoders), the LLM's curriculum mini-copy.yaml, "
         "mini-text.yaml (clip descriptions in words) and mini-answer.yaml, mini-ground.yaml (the media), "
         "mini-sft.yaml, mini-options.yaml and mini-letters.yaml (the option letter), mini-lookup.yaml (look-ups "
-        "of the frame at a time), mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps and random selection on shared "
-        "rollouts), then scores every variant on held-out AVR-Synth test items. Each run resumes; finished runs are "
+        "of the frame at a time), mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps, random and "
+        "contrastive one-step-per-path selection on shared rollouts), then scores every variant on held-out AVR-Synth test items. Each run resumes; finished runs are "
         "skipped. Stage speeds on 2 CPU cores: docs/mini-model.md.",
     )
     parser.add_argument("target", choices=["mini"], help="what to reproduce")
     parser.add_argument("--recipes", default="recipes", help="folder with the mini-*.yaml recipes")
     parser.add_argument("--runs", default="runs", help="folder for the training runs and prediction caches")
     parser.add_argument("--n", type=int, default=1000, help="held-out test items to score (default 1000)")
-    parser.add_argument("--strategies", nargs="+", default=["contrastive", "all", "random"],
-                        choices=["contrastive", "all", "random"], help="pDPO step selections to train")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES),
+                        help="pDPO step selections to train (top1: contrastive, one step per path)")
     parser.add_argument("--no-direct", action="store_true", help="skip the direct-answer variant")
     parser.add_argument("--results", default="docs/results.md", help="report to write")
     parser.add_argument("--ship", nargs="?", const="default", default=None,

@@ -12,9 +12,10 @@
                   the "reasoning SFT" variant and pDPO's start
     mini-direct   the same data budget trained to answer directly (recipes/mini-direct.yaml)
     mini-pdpo     pDPO from mini-lookup with contrastive step selection (recipes/mini-pdpo.yaml)
-    mini-pdpo-all, mini-pdpo-random
-                  the same pDPO with all-steps / random selection, on the *same* rollouts
-                  (copied, not re-sampled), so the cost table compares selection alone
+    mini-pdpo-all, mini-pdpo-random, mini-pdpo-top1
+                  the same pDPO with all-steps / random selection, and contrastive selection of
+                  one step per path instead of two, on the *same* rollouts (copied, not
+                  re-sampled), so the cost table compares selection alone
 
 Every run resumes where it stopped and a finished run (its `final/` exists) is
 skipped, so the command can be re-run after an interruption. `--ship` copies
@@ -30,8 +31,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROLLOUT_FILES = ("rollout.jsonl", "rollout_settings.json", "rollout_summary.json")
-STRATEGIES = ("contrastive", "all", "random")
 SFT_NAME, PDPO_NAME = "reasoning SFT", "SFT + pDPO"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One pDPO step selection of the cost comparison: its run, report name and recipe overrides."""
+
+    run: str
+    name: str
+    overrides: tuple[str, ...]
+
+
+# The shipped recipe first; the others differ from it only in how steps are selected for valuing.
+SELECTIONS = {
+    "contrastive": Selection("mini-pdpo", PDPO_NAME, ()),
+    "all": Selection("mini-pdpo-all", f"{PDPO_NAME} (all steps)", ("stage_options.selection=all",)),
+    "random": Selection("mini-pdpo-random", f"{PDPO_NAME} (random steps)", ("stage_options.selection=random",)),
+    # half the steps valued: where contrastive selection stands at a third of all-steps' cost
+    "top1": Selection("mini-pdpo-top1", f"{PDPO_NAME} (contrastive, 1 step per path)",
+                      ("stage_options.selection=contrastive", "stage_options.top_t=1")),
+}
+STRATEGIES = tuple(SELECTIONS)
 # The SFT-engine stages after grounding, in order, each from the one before (recipes/<stage>.yaml);
 # the last is the "reasoning SFT" variant and pDPO's start.
 REASONING_STAGES = ("mini-sft", "mini-options", "mini-letters", "mini-lookup")
@@ -85,14 +106,13 @@ def train_pdpo(plan: MiniPlan, sft_model: Path, strategy: str) -> Path:
     from salmonn_o1.pdpo.pipeline import run_pdpo
     from salmonn_o1.train.trainer import finished
 
-    name = "mini-pdpo" if strategy == "contrastive" else f"mini-pdpo-{strategy}"
-    run_dir = plan.run_dir(name)
+    selection = SELECTIONS[strategy]
+    run_dir = plan.run_dir(selection.run)
     if strategy != "contrastive":
-        share_rollouts(plan.run_dir("mini-pdpo") / "stages", run_dir / "stages")
+        share_rollouts(plan.run_dir(SELECTIONS["contrastive"].run) / "stages", run_dir / "stages")
     if not finished(run_dir):
         run_pdpo(plan.recipes / "mini-pdpo.yaml",
-                 [f"model.source={sft_model}", f"run.out_dir={run_dir}", f"stage_options.selection={strategy}"],
-                 resume=True)
+                 [f"model.source={sft_model}", f"run.out_dir={run_dir}", *selection.overrides], resume=True)
     return run_dir
 
 
@@ -102,7 +122,7 @@ def results_arguments(plan: MiniPlan, sft_model: Path, pdpo_runs: dict[str, Path
     if plan.direct:
         args += ["--variant", f"direct SFT={plan.run_dir('mini-direct') / 'final'}:direct"]
     for strategy, run_dir in pdpo_runs.items():
-        name = PDPO_NAME if strategy == "contrastive" else f"{PDPO_NAME} ({strategy} steps)"
+        name = SELECTIONS[strategy].name
         args += ["--variant", f"{name}={run_dir / 'final'}:reasoning", "--pdpo-run", f"{name}={run_dir}"]
     runs = [*(plan.run_dir(stage) for stage in REASONING_STAGES),
             *([plan.run_dir("mini-direct")] if plan.direct else []), *pdpo_runs.values()]
