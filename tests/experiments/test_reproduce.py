@@ -120,6 +120,9 @@ def test_selections_share_rollouts_and_all_steps_costs_most(reproduced):
     assert picks["top1"] <= picks["contrastive"]  # one step per path: the higher-scoring of its two contrastive picks
     assert len(picks["top1"]) == selected[top1]
     assert "| selection |" in plan.results.read_text()
+    all_row = next(line for line in plan.results.read_text().splitlines()
+                   if line.startswith("| SFT + pDPO (all steps) | ") and "x |" in line)
+    assert "| 1.00x |" in all_row  # the cost ratios are relative to the run that selected every step
 
 
 def selected_steps(select_file: Path) -> set[tuple[str, int, int]]:
@@ -158,6 +161,7 @@ def test_a_rerun_trains_nothing_again(reproduced):
     assert len(stamps) == 14  # perception, copy, text, answer, ground, sft, options, letters, lookup, direct, 4 pDPO
     reproduce_mini(plan)
     assert {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")} == stamps
+    assert "(60 of the 60 predictions came from the cache" in plan.results.read_text()  # 6 variants x 10 items
 
 
 def test_scoring_with_an_explicit_device_and_dtype_matches_the_default_on_a_cpu(reproduced, tmp_path):
@@ -172,3 +176,4 @@ def test_scoring_with_an_explicit_device_and_dtype_matches_the_default_on_a_cpu(
     mine = (tmp_path / "work" / "reasoning-sft.jsonl").read_text().splitlines()
     cached = (plan.runs / "results" / "reasoning-sft.jsonl").read_text().splitlines()
     assert len(mine) == 10 and mine == cached
+    assert "(0 of the 10 predictions came from the cache" in (tmp_path / "results.md").read_text()

@@ -15,8 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mini-text.yaml (clip descriptions in words) and mini-answer.yaml, mini-ground.yaml (the media), "
         "mini-sft.yaml, mini-options.yaml and mini-letters.yaml (the option letter), mini-lookup.yaml (look-ups "
         "of the frame at a time), mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps, random and "
-        "contrastive one-step-per-path selection on shared rollouts), then scores every variant on held-out AVR-Synth test items. Each run resumes; finished runs are "
-        "skipped. Stage speeds on 2 CPU cores: docs/mini-model.md.",
+        "contrastive one-step-per-path selection on shared rollouts), then scores every variant on held-out "
+        "AVR-Synth test items. Each run resumes; finished runs are skipped. Stage speeds on 2 CPU cores: "
+        "docs/mini-model.md.",
     )
     parser.add_argument("target", choices=["mini"], help="what to reproduce")
     parser.add_argument("--recipes", default="recipes", help="folder with the mini-*.yaml recipes")

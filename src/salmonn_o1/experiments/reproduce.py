@@ -48,7 +48,7 @@ SELECTIONS = {
     "contrastive": Selection("mini-pdpo", PDPO_NAME, ()),
     "all": Selection("mini-pdpo-all", f"{PDPO_NAME} (all steps)", ("stage_options.selection=all",)),
     "random": Selection("mini-pdpo-random", f"{PDPO_NAME} (random steps)", ("stage_options.selection=random",)),
-    # half the steps valued: where contrastive selection stands at a third of all-steps' cost
+    # half the recipe's steps valued (the higher-scoring pick of each path): a cheaper contrastive point
     "top1": Selection("mini-pdpo-top1", f"{PDPO_NAME} (contrastive, 1 step per path)",
                       ("stage_options.selection=contrastive", "stage_options.top_t=1")),
 }
