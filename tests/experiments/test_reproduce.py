@@ -12,6 +12,7 @@ import yaml
 from salmonn_o1.commands.demo import SAMPLE_DIR
 from salmonn_o1.experiments.reproduce import MiniPlan, best_reasoning_model, reproduce_mini
 from salmonn_o1.inference import SalmonnO1Pipeline
+from salmonn_o1.pdpo.stages import read_jsonl
 
 SFT = {
     "stage": "sft",
@@ -127,8 +128,7 @@ def test_selections_share_rollouts_and_all_steps_costs_most(reproduced):
 
 def selected_steps(select_file: Path) -> set[tuple[str, int, int]]:
     """(question, path, step) of every step a selection stage picked for valuing."""
-    records = [json.loads(line) for line in select_file.read_text().splitlines() if line.strip()]
-    return {(r["id"], path["index"], step) for r in records for path in r.get("paths", [])
+    return {(r["id"], path["index"], step) for r in read_jsonl(select_file) for path in r.get("paths", [])
             for step in path.get("selected", [])}
 
 

@@ -57,20 +57,22 @@ def cell(acc: Accuracy) -> str:
     return f"{100 * acc.value:.1f} [{100 * acc.low:.1f}, {100 * acc.high:.1f}]"
 
 
-def predict(variants: list[Variant], split: str, n: int, work: Path, batch_size: int, device: str = "auto",
-            dtype: str = "auto") -> tuple[dict[str, Path], int]:
-    """Each variant's prediction file, and how many of the predictions were already in the cache
-    (the report says so: its scoring time covers only what was generated)."""
-    from salmonn_o1.experiments.synth_predict import done_ids, predict_synthetic, synth_items
+def predict(variants: list[Variant], split: str, items: list[Item], work: Path, batch_size: int,
+            device: str = "auto", dtype: str = "auto") -> tuple[dict[str, Path], int]:
+    """Each variant's prediction file for `items` (the first of `split`), and how many of the
+    predictions were already in the cache (the report says so: its scoring time covers only what
+    was generated)."""
+    from salmonn_o1.experiments.synth_predict import done_ids, predict_synthetic
     from salmonn_o1.inference import SalmonnO1Pipeline
 
-    wanted = {item.id for item in synth_items(split, n)}
+    wanted = {item.id for item in items}
     paths, cached = {}, 0
     for variant in variants:
-        cached += len(done_ids(work / f"{variant.slug}.jsonl") & wanted)
+        cache = work / f"{variant.slug}.jsonl"
+        cached += len(done_ids(cache) & wanted)
         pipe = SalmonnO1Pipeline.from_pretrained(variant.model, device=device, dtype=dtype)
-        paths[variant.name] = predict_synthetic(pipe, split, n, work / f"{variant.slug}.jsonl",
-                                                reasoning=variant.reasoning, batch_size=batch_size)
+        paths[variant.name] = predict_synthetic(pipe, split, len(items), cache, reasoning=variant.reasoning,
+                                                batch_size=batch_size)
     return paths, cached
 
 
@@ -116,7 +118,7 @@ def paired_section(items: list[Item], variants: list[Variant], baseline: str, sc
     return lines, results
 
 
-def stage_summary(run_dir: Path, stage: str, kind: str = "summary") -> dict:
+def stage_json(run_dir: Path, stage: str, kind: str = "summary") -> dict:
     """A pDPO run's `stages/<stage>_<kind>.json` (kind: summary or settings); {} where missing."""
     path = run_dir / "stages" / f"{stage}_{kind}.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -134,14 +136,14 @@ def cost_section(pdpo_runs: list[str], accuracies: dict[str, Accuracy], baseline
     for spec in pdpo_runs:
         name, _, run = spec.partition("=")
         run_dir = Path(run)
-        select, label, pairs = (stage_summary(run_dir, s) for s in ("select", "label", "pairs"))
+        select, pairs = stage_json(run_dir, "select"), stage_json(run_dir, "pairs")
         by_stage = pairs.get("cost_by_stage", {})
         tokens = sum(by_stage.get(s, {}).get("generated_tokens", 0) for s in ("select", "label"))
         passes = sum(by_stage.get(s, {}).get("forward_passes", 0) for s in ("select", "label"))
         acc = accuracies.get(name)
         base = accuracies.get(baseline)
         rows[name] = {
-            "run": str(run_dir), "selection": stage_summary(run_dir, "select", "settings").get("selection"),
+            "run": str(run_dir), "selection": stage_json(run_dir, "select", "settings").get("selection"),
             "steps": select.get("steps"), "selected_steps": select.get("selected_steps"),
             "rollout_tokens": by_stage.get("rollout", {}).get("generated_tokens"),
             "select_label_tokens": tokens, "select_label_forward_passes": passes,
@@ -232,8 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     assets = results_json(out).parent
     assets.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    paths, cached = predict(variants, args.split, args.n, Path(args.work), args.batch_size, args.device, args.dtype)
     items = synth_items(args.split, args.n)
+    paths, cached = predict(variants, args.split, items, Path(args.work), args.batch_size, args.device, args.dtype)
     acc_lines, acc = accuracy_section(items, variants, paths)
     paired_lines, paired = paired_section(items, variants, baseline, acc["scores"])
     overall = {name: accuracy(scored) for name, scored in acc["scores"].items()}
