@@ -1,8 +1,11 @@
-"""Model + processor together: by preset name ("tiny") or checkpoint directory.
+"""Model + processor together: by preset name ("tiny") or checkpoint directory, ours or the release's.
 
 A checkpoint directory holds `config.json` + safetensors (the model) and the
-tokenizer + `processor_config.json` (the processor), so one path is enough to
-run, evaluate or continue training a model.
+tokenizer (the processor, which reads the same `config.json`), so one path is
+enough to run, evaluate or continue training a model. This is the one place
+that decides which layout a directory holds: ours goes to `from_pretrained`,
+the released layout to its adapter (`salmonn_o1.release`), which the model
+itself never imports.
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ def load_model_and_processor(
     **model_kwargs,
 ) -> tuple[SalmonnO1ForConditionalGeneration, SalmonnO1Processor]:
     """A preset name builds a randomly initialised model (seeded) with the bundled tokenizer;
-    a directory loads a saved checkpoint (strictly: see `from_pretrained`), ours or the
-    released layout (a hub id too); `model_kwargs` go to the loader (strict, device_map,
-    siglip_path, whisper_path... for the release)."""
+    a directory loads a saved checkpoint strictly: ours through `from_pretrained`, the
+    released layout (a hub id too) through `salmonn_o1.release.loading`, decided once here;
+    `model_kwargs` go to that loader (strict, device_map; siglip_path, whisper_path... for
+    the release)."""
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     source = str(source)

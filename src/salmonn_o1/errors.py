@@ -19,3 +19,11 @@ class DataError(SalmonnError):
 
 class RecipeError(SalmonnError, ValueError):
     """A training recipe with an unknown key, a wrong type or a missing file."""
+
+
+class SkipExample(SalmonnError):
+    """A training example the engine should skip and count, not crash on (too long, no usable target).
+
+    Datasets raise it from `__getitem__`; the trainer catches exactly this and the input
+    errors above (`MediaError`, `DataError`), so any other exception, a bug, stops the run.
+    """

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
+from transformers.utils import CONFIG_NAME
 
 from salmonn_o1.chat import IGNORE_INDEX, encode_conversation
 from salmonn_o1.config import SalmonnO1Config
@@ -23,7 +24,9 @@ from salmonn_o1.model.interleave import media_token_count, spec_for
 from salmonn_o1.model.modeling import KIND_ID
 from salmonn_o1.tokenizer import load_tokenizer
 
-PROCESSOR_CONFIG_NAME = "processor_config.json"
+# Older directories hold a second copy of the model config here ({"model_config": {...}}); it is read
+# only when config.json is absent, and no longer written.
+LEGACY_PROCESSOR_CONFIG = "processor_config.json"
 MediaInput = str | Path | DecodedMedia | None
 
 
@@ -70,20 +73,31 @@ class SalmonnO1Processor:
     # ---- persistence ----
     @classmethod
     def from_pretrained(cls, path: str | Path, config: SalmonnO1Config | None = None) -> SalmonnO1Processor:
+        """The tokenizer saved in `path`, and the model config from its `config.json` (unless given).
+
+        The processor has no settings of its own: everything it needs (frame rate, image size,
+        mel bins, token counts) is the model's config, stored once, in `config.json`.
+        """
         path = Path(path)
         if config is None:
-            config_file = path / PROCESSOR_CONFIG_NAME
-            if config_file.exists():
-                config = SalmonnO1Config.from_dict(json.loads(config_file.read_text())["model_config"])
-            else:
+            legacy = path / LEGACY_PROCESSOR_CONFIG
+            if (path / CONFIG_NAME).exists() or not legacy.exists():
                 config = SalmonnO1Config.from_pretrained(path)
+            else:
+                config = SalmonnO1Config.from_dict(json.loads(legacy.read_text())["model_config"])
         return cls(load_tokenizer(path), config)
 
     def save_pretrained(self, path: str | Path) -> None:
+        """The tokenizer; and the model config as `config.json` when the directory has none yet.
+
+        Saved beside its model (`save_model_and_processor`), the model's `config.json` is
+        already there and is left as it is; saved alone, the directory still loads.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(path)
-        (path / PROCESSOR_CONFIG_NAME).write_text(json.dumps({"model_config": self.config.to_dict()}, indent=2))
+        if not (path / CONFIG_NAME).exists():
+            self.config.save_pretrained(path)
 
     # ---- media ----
     def load_media(self, media: MediaInput, kind: str | None = None) -> DecodedMedia | None:

@@ -46,14 +46,22 @@ def test_a_released_checkpoint_computes_what_the_same_weights_compute_natively(
     assert not model.training and not model.vision_tower.embeddings.patch_embedding.weight.requires_grad
 
 
-def test_from_pretrained_and_the_pipeline_loader_detect_the_released_layout(make_release, video_inputs, native_logits):
+def test_the_pipeline_loader_detects_the_released_layout(make_release, video_inputs, native_logits):
     directory = make_release()
-    model = SalmonnO1ForConditionalGeneration.from_pretrained(directory)
-    assert torch.equal(logits(model, video_inputs), native_logits)
     model, processor = load_model_and_processor(directory, dtype="float32")
+    assert torch.equal(logits(model, video_inputs), native_logits)
     assert processor.tokenizer.convert_tokens_to_ids("<image>") == model.config.media_token_id == 3
     batch = processor("What happens?", videos=None)
     assert logits(model, batch).shape[-1] == model.config.text_config.vocab_size
+
+
+def test_the_model_class_reads_our_layout_only_and_points_to_the_loader(make_release):
+    """The model never imports the release adapter: a released directory is refused by name, not half-loaded."""
+    directory = make_release()
+    with pytest.raises(CheckpointError, match="model_type 'videosalmonno1'") as error:
+        SalmonnO1ForConditionalGeneration.from_pretrained(directory)
+    assert str(directory) in str(error.value) and "load_model_and_processor" in str(error.value)
+    assert "salmonn-o1 convert" in str(error.value)
 
 
 def test_encoders_come_from_their_own_checkpoints_when_the_release_lacks_them(

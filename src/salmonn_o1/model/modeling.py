@@ -15,13 +15,13 @@ from torch import nn
 from transformers import PreTrainedModel, Qwen2ForCausalLM
 from transformers.activations import ACT2FN
 
+from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.config import SalmonnO1Config
 from salmonn_o1.errors import CheckpointError
 from salmonn_o1.model.audio import WindowQFormer, build_audio_encoder, chunk_position_table
 from salmonn_o1.model.interleave import interleave_plan, spec_for
 from salmonn_o1.model.vision import add_row_newlines, build_vision_tower, pool_grid, tower_features
 
-IGNORE_INDEX = -100
 MEDIA_KINDS = ("none", "video", "image", "audio")
 KIND_ID = {name: i for i, name in enumerate(MEDIA_KINDS)}
 
@@ -106,19 +106,31 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         strict=True (default): any missing, unexpected or wrongly shaped tensor
         raises `CheckpointError` listing the keys by name. strict=False loads
         what fits and leaves the rest as initialised (reported in the log).
-        A released video-SALMONN-o1 directory (or hub id) is detected and loaded
-        through the declared key map (`salmonn_o1.release.loading.load_release_model`).
+        Our layout only (config.json with model_type salmonn_o1), as in
+        transformers, where a model class never knows a foreign checkpoint's
+        names: a released video-SALMONN-o1 directory is refused with a pointer
+        to the loader that maps its keys (`salmonn_o1.load`,
+        `salmonn_o1.checkpoints.load_model_and_processor`) or to `salmonn-o1 convert`.
         """
-        from salmonn_o1.release.loading import find_release_checkpoint, load_release_model
-
-        release_dir = find_release_checkpoint(pretrained_model_name_or_path)
-        if release_dir is not None:
-            return load_release_model(release_dir, *args, strict=strict, model_class=cls, **kwargs)
         source = str(pretrained_model_name_or_path)
         if (source.startswith((".", "/", "~")) or os.sep in source.strip("/").split("/", 1)[-1]) and not os.path.isdir(
             os.path.expanduser(source)
         ):
             raise CheckpointError(f"{source}: no such checkpoint directory")
+        if kwargs.get("config") is None:  # refuse a foreign layout before transformers half-loads it
+            hub = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+            try:
+                raw, _ = SalmonnO1Config.get_config_dict(source, **{k: kwargs[k] for k in hub if k in kwargs})
+            except (OSError, ValueError) as error:
+                raise CheckpointError(f"{source}: cannot load a checkpoint: {error}") from error
+            if raw.get("model_type") != SalmonnO1Config.model_type:
+                raise CheckpointError(
+                    f"{source}: config.json has model_type {raw.get('model_type')!r}, not "
+                    f"{SalmonnO1Config.model_type!r}; SalmonnO1ForConditionalGeneration.from_pretrained reads our "
+                    "layout only. A released video-SALMONN-o1 checkpoint loads with salmonn_o1.load(...) or "
+                    "salmonn_o1.checkpoints.load_model_and_processor(...), or converts once with "
+                    "`salmonn-o1 convert SRC DST`"
+                )
         want_info = kwargs.pop("output_loading_info", False)
         kwargs.setdefault("ignore_mismatched_sizes", True)
         try:

@@ -1,7 +1,7 @@
 """The released `config.json` (Qwen2 fields + LLaVA multimodal fields) <-> `SalmonnO1Config`.
 
 The release reads a few multimodal fields at load time and overwrites the rest
-from its command-line defaults (reference-release-spec.md section 5); the
+from its command-line defaults (its training and inference scripts); the
 values it can produce are mapped, values we cannot reproduce are refused by
 field name. Audio settings were constructor arguments in the release
 (`num_speech_query_token`, `second_per_window`, `use_final_linear`...); they

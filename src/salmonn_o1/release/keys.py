@@ -46,7 +46,7 @@ def _apply(pattern: re.Pattern, target: str, key: str) -> str | None:
     return head + key[match.end():]
 
 
-# The main released checkpoint (DESIGN.md section 2, reference-release-spec.md section 6).
+# The main released checkpoint.
 RELEASE_RULES: tuple[Rule, ...] = (
     # Qwen2 language model
     Rule("model.embed_tokens.", "language_model.model.embed_tokens."),

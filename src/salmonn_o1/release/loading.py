@@ -23,9 +23,18 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
-from transformers import PreTrainedTokenizerBase, SiglipVisionConfig, WhisperConfig
+from transformers import (
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    Qwen2Config,
+    SiglipVisionConfig,
+    WhisperConfig,
+)
 
 from salmonn_o1.errors import CheckpointError
+from salmonn_o1.model import SalmonnO1ForConditionalGeneration
+from salmonn_o1.processor import SalmonnO1Processor
+from salmonn_o1.prompts import IM_END, IM_START, MEDIA_TOKEN
 from salmonn_o1.release.config import (
     DEFAULT_SIGLIP,
     DEFAULT_WHISPER,
@@ -43,6 +52,7 @@ from salmonn_o1.release.keys import (
     strip_wrappers,
     to_release,
 )
+from salmonn_o1.tokenizer import CHAT_TEMPLATE, PAD_TOKEN
 
 logger = logging.getLogger(__name__)
 
@@ -183,11 +193,6 @@ def load_release_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
     The release splits the prompt text at "<image>" and splices the media in
     there (internal id -200); an added token id plays that role for us.
     """
-    from transformers import AutoTokenizer, Qwen2Config
-
-    from salmonn_o1.prompts import IM_END, IM_START, MEDIA_TOKEN
-    from salmonn_o1.tokenizer import CHAT_TEMPLATE, PAD_TOKEN
-
     directory = Path(directory)
     if not _has_tokenizer(directory):
         raise CheckpointError(f"{directory}: no tokenizer files (tokenizer.json, or vocab.json + merges.txt)")
@@ -418,7 +423,6 @@ def load_release_model(
     media_token_id: int | None = None,
     attn_implementation: str | None = None,
     output_loading_info: bool = False,
-    model_class: type | None = None,
     **unsupported,
 ):
     """`SalmonnO1ForConditionalGeneration` from a released-layout directory (or hub id).
@@ -441,8 +445,6 @@ def load_release_model(
                 "SRC DST --to native`, then from_pretrained(DST, quantization_config=BitsAndBytesConfig(...))"
             )
         raise TypeError(f"load_release_model got unsupported arguments: {', '.join(sorted(unsupported))}")
-    if model_class is None:
-        from salmonn_o1.model import SalmonnO1ForConditionalGeneration as model_class
     from accelerate import init_empty_weights
 
     dtype = _as_dtype(dtype if dtype is not None else torch_dtype)
@@ -467,14 +469,12 @@ def load_release_model(
         for kind, reference in encoders.items()
     }
     if media_token_id is None and _has_tokenizer(directory):
-        from salmonn_o1.prompts import MEDIA_TOKEN
-
         media_token_id = int(load_release_tokenizer(directory).convert_tokens_to_ids(MEDIA_TOKEN))
     config = release_to_native(raw, vision_config=encoder_configs["vision"], audio_config=encoder_configs["audio"],
                                media_token_id=media_token_id)
     config._name_or_path = str(directory)
     with init_empty_weights(include_buffers=False):
-        model = model_class(config)
+        model = SalmonnO1ForConditionalGeneration(config)
     expected = dict(model.named_parameters(remove_duplicate=False))
     tied = {"language_model.lm_head.weight"} if config.text_config.tie_word_embeddings else set()
     layers = config.vision_layers_used
@@ -564,9 +564,6 @@ def load_release_model(
 
 def load_release_model_and_processor(source: str | Path, tokenizer_path: str | Path | None = None, **kwargs):
     """The model (see `load_release_model`) and a processor on the checkpoint's own tokenizer."""
-    from salmonn_o1.processor import SalmonnO1Processor
-    from salmonn_o1.prompts import MEDIA_TOKEN
-
     directory = resolve_directory(source)
     tokenizer = load_release_tokenizer(tokenizer_path or directory)
     kwargs.setdefault("media_token_id", int(tokenizer.convert_tokens_to_ids(MEDIA_TOKEN)))

@@ -18,7 +18,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from salmonn_o1.config import SalmonnO1Config
 from salmonn_o1.errors import CheckpointError
+from salmonn_o1.processor import SalmonnO1Processor
+from salmonn_o1.prompts import MEDIA_TOKEN
 from salmonn_o1.release.config import native_to_release
 from salmonn_o1.release.keys import to_release
 from salmonn_o1.release.loading import (
@@ -133,8 +136,6 @@ def convert_native_to_release(
     weights_format: str = "safetensors",
 ) -> Path:
     """Our checkpoint directory -> the released layout, streamed file by file."""
-    from salmonn_o1.config import SalmonnO1Config
-
     source, destination = Path(source), Path(destination)
     config = SalmonnO1Config.from_pretrained(source)
     files = weight_files(source)
@@ -169,9 +170,6 @@ def convert_release_to_native(
     destination and the loading report (what was merged, dropped or, with
     strict=False, initialised).
     """
-    from salmonn_o1.processor import SalmonnO1Processor
-    from salmonn_o1.prompts import MEDIA_TOKEN
-
     source, destination = Path(source), Path(destination)
     tokenizer = load_release_tokenizer(source) if _has_tokenizer_files(source) else None
     if tokenizer is not None:

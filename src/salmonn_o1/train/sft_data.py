@@ -23,7 +23,7 @@ from salmonn_o1.data.synthetic.dataset import SynthSample
 from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, description_item, text_item_of
 from salmonn_o1.data.synthetic.options import OPTIONS_TASK, option_item
 from salmonn_o1.data.synthetic.questions import LOOKUP_STEPS
-from salmonn_o1.errors import RecipeError
+from salmonn_o1.errors import RecipeError, SkipExample
 from salmonn_o1.processor import EncodedSample, MediaFeatures, SalmonnO1Processor
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION
 from salmonn_o1.train.recipe import DataRecipe, DataSource
@@ -50,10 +50,6 @@ def mask_leading_steps(input_ids: list[int], labels: list[int], end_of_step_id: 
     cut = ends[len(ends) - keep_last - 1] + 1
     labels[start:cut] = [IGNORE_INDEX] * (cut - start)
     return labels
-
-
-class SkipExample(Exception):
-    """An example the engine should skip and count (too long, no usable target)."""
 
 
 def sft_conversation(item: Item, reasoning: bool) -> list[dict]:

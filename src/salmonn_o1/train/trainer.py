@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -19,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from salmonn_o1.errors import DataError, MediaError
+from salmonn_o1.errors import CheckpointError, DataError, MediaError, RecipeError, SkipExample
 from salmonn_o1.processor import SalmonnO1Processor
 from salmonn_o1.train.batching import PlannedBatches
 from salmonn_o1.train.model_setup import export_model
@@ -32,7 +34,9 @@ from salmonn_o1.train.objective import Objective
 from salmonn_o1.train.recipe import Recipe
 
 CHECKPOINT_PREFIX = "checkpoint-"
-SKIPPABLE = (MediaError, DataError, OSError, ValueError)
+# A bad example, skipped and counted: one the dataset marks (`SkipExample`), or unusable input
+# (a missing or corrupt media file, a malformed record). Anything else is a bug and stops the run.
+SKIPPABLE = (SkipExample, MediaError, DataError)
 
 
 @dataclass
@@ -56,12 +60,10 @@ class GuardedExamples(Dataset):
         name = self.dataset.describe(position) if hasattr(self.dataset, "describe") else str(position)
         try:
             return name, self.dataset[position]
+        except SkipExample as exc:
+            return name, Skipped(name, str(exc))
         except SKIPPABLE as exc:
             return name, Skipped(name, f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # SkipExample and friends from stage datasets
-            if type(exc).__name__ == "SkipExample":
-                return name, Skipped(name, str(exc))
-            raise
 
 
 class GuardedCollate:
@@ -81,8 +83,6 @@ def lr_lambda(recipe: Recipe) -> Callable[[int], float]:
     optim = recipe.optim
     schedules = ("cosine", "linear", "constant")
     if optim.schedule not in schedules:
-        from salmonn_o1.errors import RecipeError
-
         raise RecipeError(f"optim.schedule: {optim.schedule!r} is not one of {', '.join(schedules)}")
 
     def factor(step: int) -> float:
@@ -113,10 +113,6 @@ def _first_fetch_keeps_rng(batches):
     does that before step 1; a resumed run would do it after the restored RNG
     state, shifting every later dropout mask. Undoing the draw makes resume exact.
     """
-    import random
-
-    import numpy as np
-
     states = (torch.get_rng_state(), random.getstate(), np.random.get_state(),
               torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
     iterator = iter(batches)
@@ -173,8 +169,6 @@ class Trainer:
     def _dataloader(self, num_processes: int) -> DataLoader:
         recipe = self.recipe
         if recipe.optim.batch_size % num_processes:
-            from salmonn_o1.errors import RecipeError
-
             raise RecipeError(f"optim.batch_size {recipe.optim.batch_size} must be a multiple of the "
                               f"{num_processes} processes (it is the global batch per micro-step)")
         length_of = getattr(self.dataset, "length_of", None) if recipe.data.length_grouping else None
@@ -194,8 +188,6 @@ class Trainer:
         dataloader = self._dataloader(accelerator.num_processes)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
-            from salmonn_o1.errors import RecipeError
-
             raise RecipeError("nothing to train: model.train names no group with parameters and LoRA is off")
         optimizer = torch.optim.AdamW(params, lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay,
                                       betas=tuple(recipe.optim.betas))
@@ -300,8 +292,6 @@ class Trainer:
             return latest_checkpoint(self.out_dir)
         path = Path(resume)
         if not (path / "trainer_state.json").exists():
-            from salmonn_o1.errors import CheckpointError
-
             raise CheckpointError(f"{path}: not a training checkpoint (no trainer_state.json)")
         return path
 

@@ -1,0 +1,1 @@
+"""Training: recipes, the shared engine (`Trainer` + `Objective`), SFT."""
