@@ -6,6 +6,7 @@ from release_layout import released_names, write_encoder_checkpoints
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+import salmonn_o1
 from salmonn_o1.checkpoints import load_model_and_processor
 from salmonn_o1.errors import CheckpointError
 from salmonn_o1.model import SalmonnO1ForConditionalGeneration
@@ -53,6 +54,12 @@ def test_the_pipeline_loader_detects_the_released_layout(make_release, video_inp
     assert processor.tokenizer.convert_tokens_to_ids("<image>") == model.config.media_token_id == 3
     batch = processor("What happens?", videos=None)
     assert logits(model, batch).shape[-1] == model.config.text_config.vocab_size
+
+
+def test_the_public_load_reads_the_released_layout_exactly(make_release, video_inputs, native_logits):
+    pipe = salmonn_o1.load(make_release(), device="cpu", dtype="float32")
+    assert torch.equal(logits(pipe.model, video_inputs), native_logits)
+    assert pipe.processor.config is pipe.model.config
 
 
 def test_the_model_class_reads_our_layout_only_and_points_to_the_loader(make_release):
