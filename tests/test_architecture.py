@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import pkgutil
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -79,7 +80,7 @@ MAY_IMPORT = {
     "synthetic_components": {"foundation", "config", "data", "synthetic", "model", "loading", "inference",
                              "train", "pdpo", "synthetic_components"},
     "commands": {"foundation", "config", "data", "synthetic", "model", "loading", "inference", "train", "pdpo",
-                 "commands"},
+                 "api", "commands"},
     # the package root: the public API, imported lazily (PEP 562) from the layers below
     "api": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "api"},
 }
@@ -158,6 +159,12 @@ class _Collector(ast.NodeVisitor):
         for alias in node.names:
             # `from pkg import name`: the submodule pkg.name when there is one, else pkg itself
             self.found.append(((f"{module}.{alias.name}", module), node.lineno, self.depth > 0))
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        # a dotted path in a string is an import by name (importlib, recipe components): only the
+        # research package's are collected (see test_core_never_imports_the_research_package)
+        if isinstance(node.value, str) and re.fullmatch(rf"{RESEARCH_PACKAGE}(\.\w+)*(:\w+)?", node.value):
+            self.found.append(((node.value,), node.lineno, self.depth > 0))
 
 
 @cache
@@ -317,7 +324,23 @@ def test_the_layer_table_is_consistent():
 
 
 def test_core_never_imports_the_research_package():
+    """Neither with an import statement nor by name (a dotted path in a string, as importlib or a
+    recipe's `_component_` takes it): research components are named by recipes, not by core code."""
     _, research = all_imports()
     assert not research, "salmonn_o1 imports salmonn_o1_mini: " + ", ".join(
         f"{module}:{line} -> {name}" for module, name, line in research
     )
+
+
+def test_the_research_import_finder_sees_statements_and_dotted_names():
+    collector = _Collector("salmonn_o1.checkpoints", is_package=False)
+    collector.visit(ast.parse(
+        "import salmonn_o1_mini.recall\n"
+        "def seed(model):\n"
+        "    from salmonn_o1_mini.recall import seed_recall_circuit\n"
+        "    return resolve({'_component_': 'salmonn_o1_mini.recall.SeedRecall'})\n"
+        "DOC = 'the research package, salmonn_o1_mini, is not imported here'\n"
+    ))
+    found = [(names[-1], line, in_function) for names, line, in_function in collector.found]
+    assert found == [("salmonn_o1_mini.recall", 1, False), ("salmonn_o1_mini.recall", 3, True),
+                     ("salmonn_o1_mini.recall.SeedRecall", 4, True)]
