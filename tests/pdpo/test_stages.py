@@ -120,3 +120,15 @@ def test_ask_majority_votes_over_k_sampled_paths(pipeline, synth_features):
     answers = [r.answer for r in result.results]
     assert result.answer is None or result.counts[result.answer] == max(result.counts.values())
     assert result.answer in answers
+
+
+def test_media_refs_name_their_loader_and_old_refs_still_load(processor):
+    from salmonn_o1.data.synthetic.pdpo_questions import clip_ref
+    from salmonn_o1.pdpo.media import load_features
+
+    ref = clip_ref("train", 4, processor)
+    assert ref["_component_"] == "salmonn_o1.data.synthetic.pdpo_questions.render_clip"
+    old = {"synthetic": "train", "index": 4, "fps": ref["fps"], "size": ref["size"]}  # stage folders before
+    new_features, old_features = load_features(ref, processor), load_features(old, processor)
+    assert new_features.pixel_values.equal(old_features.pixel_values)
+    assert new_features.input_features.equal(old_features.input_features)
