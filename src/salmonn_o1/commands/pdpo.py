@@ -39,7 +39,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type = PDPOSett
                                 help=help_text)
         else:
             parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=f.metadata.get("choices"),
-                                help=f"{help_text} (default: {f.default})")
+                                help=help_text if f.default is None else f"{help_text} (default: {f.default})")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
