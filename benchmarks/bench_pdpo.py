@@ -25,9 +25,15 @@ from pathlib import Path
 import torch
 
 from salmonn_o1.checkpoints import load_model_and_processor
+from salmonn_o1.data.synthetic.pdpo_questions import avr_synth_questions
 from salmonn_o1.inference import SalmonnO1Pipeline
-from salmonn_o1.pdpo import stages
+from salmonn_o1.pdpo.label import run_label
+from salmonn_o1.pdpo.pairing import run_pairs
+from salmonn_o1.pdpo.questions import PDPOQuestion
+from salmonn_o1.pdpo.rollout import run_rollout
+from salmonn_o1.pdpo.select import run_select
 from salmonn_o1.pdpo.toy import step_structured
+from salmonn_o1.train.recipe import PDPOSettings
 
 STRATEGIES = ("contrastive", "all", "random")
 
@@ -51,7 +57,7 @@ def main() -> None:
     if args.model == "tiny":
         step_structured(model, processor.tokenizer, step=5.5, end=3.5)
     pipeline = SalmonnO1Pipeline(model, processor)
-    questions = stages.synthetic_questions("train", args.questions, processor)
+    questions = [PDPOQuestion.from_dict(q) for q in avr_synth_questions(processor, "train", args.questions)]
     base = dict(paths=args.paths, rollouts=args.rollouts, top_t=args.top_t, max_new_tokens=args.max_new_tokens,
                 answer_max_new_tokens=args.answer_max_new_tokens, max_step_tokens=args.max_step_tokens,
                 seed=args.seed, model=args.model)
@@ -60,18 +66,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shared = Path(tmp) / "rollout"
         started = time.perf_counter()
-        rollout = stages.run_rollout(shared, pipeline, questions, stages.PDPOSettings(**base), progress=False)
+        rollout = run_rollout(shared, pipeline, questions, PDPOSettings(**base), progress=False)
         rollout_seconds = time.perf_counter() - started
         for strategy in STRATEGIES:
             folder = Path(tmp) / strategy
             folder.mkdir()
             for name in ("rollout.jsonl", "rollout_settings.json", "rollout_summary.json"):
                 shutil.copy(shared / name, folder / name)
-            settings = stages.PDPOSettings(**base, selection=strategy)
+            settings = PDPOSettings(**base, selection=strategy)
             started = time.perf_counter()
-            select = stages.run_select(folder, pipeline, settings, progress=False)
-            label = stages.run_label(folder, pipeline, settings, progress=False)
-            pairs = stages.run_pairs(folder, pipeline, settings, progress=False)
+            select = run_select(folder, pipeline, settings, progress=False)
+            label = run_label(folder, pipeline, settings, progress=False)
+            pairs = run_pairs(folder, pipeline, settings, progress=False)
             results[strategy] = summarise(select, label, pairs, time.perf_counter() - started)
 
     print(f"{args.questions} questions x {args.paths} paths: kept {rollout['kept']}, "

@@ -37,7 +37,8 @@ def main(path: str) -> None:
             counts["path pairs"] += 1
             continue
         media = pair["media"]
-        timeline = generate_item(media["synthetic"], media["index"]).timeline
+        split = media.get("split", media.get("synthetic"))  # the clip_ref component, or an older ref
+        timeline = generate_item(split, media["index"]).timeline
         chosen, rejected = (read_is_right(timeline, pair[side]["text"]) for side in ("chosen", "rejected"))
         if chosen is None and rejected is None:
             counts["step pairs, not a screen read"] += 1

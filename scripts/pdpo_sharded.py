@@ -26,15 +26,20 @@ import sys
 import time
 from pathlib import Path
 
-from salmonn_o1.pdpo import stages
+from salmonn_o1.pdpo.folder import write_summary
+from salmonn_o1.pdpo.label import label_summary
+from salmonn_o1.pdpo.pairing import pairs_summary
+from salmonn_o1.pdpo.rollout import rollout_summary
+from salmonn_o1.pdpo.select import select_summary
+from salmonn_o1.records import read_records
 from salmonn_o1.train.recipe import load_recipe
 
 STAGE_FILES = ("rollout", "select", "label", "pairs", "pairs_questions")
 
 
 def shard_overrides(out: Path, index: int, size: int, start: int) -> list[str]:
-    return [f"run.out_dir={out / 'shards' / f'{index:04d}'}", f"stage_options.questions.n={size}",
-            f"stage_options.questions.start={start + index * size}"]
+    return [f"run.out_dir={out / 'shards' / f'{index:04d}'}", f"pdpo.questions.n={size}",
+            f"pdpo.questions.start={start + index * size}"]
 
 
 def run_shard(config: str, overrides: list[str]) -> None:
@@ -100,13 +105,13 @@ def merge(out: Path, shards: list[int]) -> dict:
         shutil.copy(first, target / first.name)
         seconds[stage] = sum(json.loads((out / "shards" / f"{i:04d}" / "stages" / f"{stage}_summary.json")
                                         .read_text())["seconds_this_run"] for i in shards)
-    read = {stage: stages.read_jsonl(target / f"{stage}.jsonl") for stage in STAGE_FILES}
-    summaries = {"rollout": stages.rollout_summary(read["rollout"], len(read["rollout"]), seconds["rollout"]),
-                 "select": stages.select_summary(read["select"], len(read["select"]), seconds["select"]),
-                 "label": stages.label_summary(read["label"], len(read["label"]), seconds["label"])}
+    read = {stage: read_records(target / f"{stage}.jsonl") for stage in STAGE_FILES}
+    summaries = {"rollout": rollout_summary(read["rollout"], len(read["rollout"]), seconds["rollout"]),
+                 "select": select_summary(read["select"], len(read["select"]), seconds["select"]),
+                 "label": label_summary(read["label"], len(read["label"]), seconds["label"])}
     for stage, summary in summaries.items():
-        stages._write_summary(target, stage, summary)
-    summaries["pairs"] = stages._write_summary(target, "pairs", stages.pairs_summary(
+        write_summary(target, stage, summary)
+    summaries["pairs"] = write_summary(target, "pairs", pairs_summary(
         read["pairs"], read["label"], read["pairs_questions"], target, len(read["pairs_questions"]),
         seconds["pairs"]))
     return summaries
@@ -148,7 +153,7 @@ def main() -> None:
         train(args, overrides, pairs)
         return
     recipe = load_recipe(args.config, overrides)
-    start = int((recipe.stage_options.get("questions") or {}).get("start", 0))
+    start = int(((recipe.pdpo.questions if recipe.pdpo else None) or {}).get("start", 0))
     finished = run_shards(args, overrides, start)
     if not finished:
         sys.exit("no shard finished")

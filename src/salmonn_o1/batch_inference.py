@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from salmonn_o1.errors import SalmonnError
+from salmonn_o1.records import RecordWriter, done_ids
 
 
 @dataclass
@@ -37,26 +38,6 @@ class InferenceSummary:
     def __str__(self) -> str:
         return (f"{self.done} done, {self.skipped} already in the output, {self.failed} failed "
                 f"(of {self.total}); {self.items_per_second:.2f} items/s")
-
-
-def read_done_ids(path: Path) -> set[str]:
-    """Ids already in an output file. A half-written last line (a killed run) is cut off."""
-    if not path.exists():
-        return set()
-    done: set[str] = set()
-    good_bytes = 0
-    with path.open("rb") as f:
-        for raw in f:
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError:
-                break
-            done.add(str(record["id"]))
-            good_bytes += len(raw)
-    if good_bytes != path.stat().st_size:
-        with path.open("r+b") as f:
-            f.truncate(good_bytes)
-    return done
 
 
 class _MediaDataset(Dataset):
@@ -101,47 +82,48 @@ def run_inference(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     part_path = out_path if world_size == 1 else out_path.with_name(f"{out_path.name}.part{rank}")
-    done_ids = read_done_ids(out_path) | read_done_ids(part_path)
-    todo = _shard([i for i in items if i.id not in done_ids], rank, world_size)
-    skipped = len(items) - len([i for i in items if i.id not in done_ids])
+    already = done_ids(out_path) | done_ids(part_path)
+    todo = _shard([i for i in items if i.id not in already], rank, world_size)
+    skipped = len(items) - len([i for i in items if i.id not in already])
     loader = DataLoader(_MediaDataset(todo, pipeline.processor), batch_size=None, shuffle=False,
                         num_workers=num_workers, collate_fn=lambda x: x)
     done = failed = 0
     bar = tqdm(total=len(todo), desc=f"infer{'' if world_size == 1 else f' [{rank}]'}", unit="item",
                disable=not progress)
-    with part_path.open("a", encoding="utf-8") as out:
-        pending: list = []
+    out = RecordWriter(part_path)  # one flushed append per record
+    out.touch()
+    pending: list = []
 
-        def flush_batch() -> None:
-            nonlocal done, failed
-            questions = [Question(f, item.question, item.options or None, reasoning) for item, f, _ in pending]
-            try:
-                results = pipeline.ask_batch(questions, **(generation or {}))
-            except (SalmonnError, ValueError, RuntimeError) as error:
-                results = [error] * len(pending)
-            for (item, _, _), result in zip(pending, results):
-                if isinstance(result, Exception):
-                    _write(out, {"id": item.id, "error": f"{type(result).__name__}: {result}"})
-                    failed += 1
-                else:
-                    _write(out, {"id": item.id, "reasoning": result.reasoning, "answer": result.answer_text,
-                                 "prediction": result.answer, "steps": result.steps, "tokens": result.tokens,
-                                 "seconds": round(result.timings["total_s"], 4)})
-                    done += 1
-            bar.update(len(pending))
-            pending.clear()
-
-        for item, features, error in loader:
-            if error is not None:
-                _write(out, {"id": item.id, "error": error})
+    def flush_batch() -> None:
+        nonlocal done, failed
+        questions = [Question(f, item.question, item.options or None, reasoning) for item, f, _ in pending]
+        try:
+            results = pipeline.ask_batch(questions, **(generation or {}))
+        except (SalmonnError, ValueError, RuntimeError) as error:
+            results = [error] * len(pending)
+        for (item, _, _), result in zip(pending, results):
+            if isinstance(result, Exception):
+                out.write([{"id": item.id, "error": f"{type(result).__name__}: {result}"}])
                 failed += 1
-                bar.update(1)
-                continue
-            pending.append((item, features, None))
-            if len(pending) >= batch_size:
-                flush_batch()
-        if pending:
+            else:
+                out.write([{"id": item.id, "reasoning": result.reasoning, "answer": result.answer_text,
+                            "prediction": result.answer, "steps": result.steps, "tokens": result.tokens,
+                            "seconds": round(result.timings["total_s"], 4)}])
+                done += 1
+        bar.update(len(pending))
+        pending.clear()
+
+    for item, features, error in loader:
+        if error is not None:
+            out.write([{"id": item.id, "error": error}])
+            failed += 1
+            bar.update(1)
+            continue
+        pending.append((item, features, None))
+        if len(pending) >= batch_size:
             flush_batch()
+    if pending:
+        flush_batch()
     bar.close()
     return InferenceSummary(len(items), done, skipped, failed, time.perf_counter() - started)
 
@@ -149,13 +131,13 @@ def run_inference(
 def merge_parts(out_path: str | os.PathLike, world_size: int) -> None:
     """Append every process's part file to the output (ids not yet there), then remove the parts."""
     out_path = Path(out_path)
-    seen = read_done_ids(out_path)
+    seen = done_ids(out_path)
     with out_path.open("a", encoding="utf-8") as out:
         for rank in range(world_size):
             part = out_path.with_name(f"{out_path.name}.part{rank}")
             if not part.exists():
                 continue
-            read_done_ids(part)  # cut a half-written line
+            done_ids(part)  # cut a half-written line
             for line in part.read_text(encoding="utf-8").splitlines():
                 record = json.loads(line)
                 if str(record["id"]) not in seen:
@@ -163,7 +145,3 @@ def merge_parts(out_path: str | os.PathLike, world_size: int) -> None:
                     seen.add(str(record["id"]))
             part.unlink()
 
-
-def _write(out, record: dict) -> None:
-    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    out.flush()

@@ -54,8 +54,8 @@ def test_the_mini_pdpo_recipe_reduces_the_dpo_loss_on_a_short_schedule(tmp_path)
     the stages must find pairs, and repeated passes over them must lower the DPO loss below its
     start at ln 2 (policy = reference)."""
     result = run_pdpo(RECIPES / "mini-pdpo.yaml", [
-        f"model.source={DEFAULT_MODEL_DIR}", f"run.out_dir={tmp_path / 'pdpo'}", "stage_options.questions.n=8",
-        "stage_options.paths=4", "stage_options.rollouts=2", "optim.max_steps=40", "optim.batch_size=4",
+        f"model.source={DEFAULT_MODEL_DIR}", f"run.out_dir={tmp_path / 'pdpo'}", "pdpo.questions.n=8",
+        "pdpo.paths=4", "pdpo.rollouts=2", "optim.max_steps=40", "optim.batch_size=4",
         "optim.warmup_steps=2", "run.save_every=1000"], progress=False)
     pairs = json.loads((tmp_path / "pdpo" / "stages" / "pairs_summary.json").read_text())
     assert pairs["pairs"] >= 2, pairs

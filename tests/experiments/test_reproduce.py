@@ -12,7 +12,7 @@ import yaml
 from salmonn_o1.commands.demo import SAMPLE_DIR
 from salmonn_o1.experiments.reproduce import MiniPlan, best_reasoning_model, reproduce_mini
 from salmonn_o1.inference import SalmonnO1Pipeline
-from salmonn_o1.pdpo.stages import read_jsonl
+from salmonn_o1.records import read_records
 
 SFT = {
     "stage": "sft",
@@ -35,9 +35,10 @@ PDPO = {
     "data": {"length_grouping": False},
     "optim": {"lr": 1e-3, "schedule": "constant", "batch_size": 2, "max_steps": 2},
     "run": {"out_dir": "unused", "save_every": 2},
-    "stage_options": {"questions": {"synthetic": "train", "n": 4, "start": 900000}, "paths": 4, "rollouts": 2,
-                      "top_t": 2, "max_new_tokens": 120, "answer_max_new_tokens": 8, "label_mode": "soft",
-                      "beta": 0.1, "temperature": 1.5, "selection": "contrastive"},
+    "pdpo": {"questions": {"_component_": "salmonn_o1.data.synthetic.pdpo_questions.avr_synth_questions",
+                           "split": "train", "n": 4, "start": 900000}, "paths": 4, "rollouts": 2,
+             "top_t": 2, "max_new_tokens": 120, "answer_max_new_tokens": 8, "label_mode": "soft",
+             "beta": 0.1, "temperature": 1.5, "selection": "contrastive"},
 }
 
 
@@ -128,7 +129,7 @@ def test_selections_share_rollouts_and_all_steps_costs_most(reproduced):
 
 def selected_steps(select_file: Path) -> set[tuple[str, int, int]]:
     """(question, path, step) of every step a selection stage picked for valuing."""
-    return {(r["id"], path["index"], step) for r in read_jsonl(select_file) for path in r.get("paths", [])
+    return {(r["id"], path["index"], step) for r in read_records(select_file) for path in r.get("paths", [])
             for step in path.get("selected", [])}
 
 

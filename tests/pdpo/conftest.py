@@ -28,6 +28,7 @@ def pipeline(tiny_model, processor):
 
 @pytest.fixture()
 def synth_features(processor):
-    from salmonn_o1.pdpo.media import load_features, synthetic_ref
+    from salmonn_o1.data.synthetic.pdpo_questions import clip_ref
+    from salmonn_o1.pdpo.media import load_features
 
-    return load_features(synthetic_ref("train", 0, processor), processor)
+    return load_features(clip_ref("train", 0, processor), processor)

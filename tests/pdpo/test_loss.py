@@ -19,9 +19,9 @@ from salmonn_o1.pdpo.pairs import Continuation, PairRecord
 
 
 def make_pairs(processor) -> list[dict]:
-    from salmonn_o1.pdpo.media import synthetic_ref
+    from salmonn_o1.data.synthetic.pdpo_questions import clip_ref
 
-    media = synthetic_ref("train", 0, processor)
+    media = clip_ref("train", 0, processor)
     prefix = ["1. A buzz plays at 2 s.<end_of_step>", "\n2. The screen shows a shape.<end_of_step>"]
     texts = [("\n3. It is a green square.<end_of_step>", "\n3. It is a red triangle.<end_of_step>"),
              ("\n3. The answer is A.<end_of_step>", "\n3. The answer is D.<end_of_step>"),

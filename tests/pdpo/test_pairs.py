@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from salmonn_o1.pdpo.pairing import full_path_pairs
 from salmonn_o1.pdpo.pairs import (
     Continuation,
     PairRecord,
@@ -13,7 +14,8 @@ from salmonn_o1.pdpo.pairs import (
     pair_label,
     soft_label,
 )
-from salmonn_o1.pdpo.rollout import PathRecord, PDPOQuestion, QuestionRollout, full_path_pairs
+from salmonn_o1.pdpo.questions import PDPOQuestion
+from salmonn_o1.pdpo.rollout import PathRecord, QuestionRollout
 from salmonn_o1.pdpo.steps import step_segments
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from salmonn_o1.inference import DEFAULT_MODEL_DIR
-from salmonn_o1.pdpo import stages
 from salmonn_o1.pdpo.pipeline import run_stages
+from salmonn_o1.records import read_records
 from salmonn_o1.train.recipe import load_recipe
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pdpo_sharded.py"
@@ -22,14 +22,15 @@ RECIPE = {
     "data": {"length_grouping": False},
     "optim": {"lr": 1e-3, "schedule": "constant", "batch_size": 2, "max_steps": 2},
     "run": {"out_dir": "unused", "save_every": 2},
-    "stage_options": {"questions": {"synthetic": "train", "n": 4, "start": 900000}, "paths": 4, "rollouts": 2,
-                      "top_t": 1, "max_new_tokens": 128, "answer_max_new_tokens": 8, "label_mode": "soft",
-                      "temperature": 1.0, "selection": "contrastive"},
+    "pdpo": {"questions": {"_component_": "salmonn_o1.data.synthetic.pdpo_questions.avr_synth_questions",
+                           "split": "train", "n": 4, "start": 900000}, "paths": 4, "rollouts": 2,
+             "top_t": 1, "max_new_tokens": 128, "answer_max_new_tokens": 8, "label_mode": "soft",
+             "temperature": 1.0, "selection": "contrastive"},
 }
 
 
 def records(folder: Path, stage: str) -> list[dict]:
-    return stages.read_jsonl(folder / f"{stage}.jsonl")
+    return read_records(folder / f"{stage}.jsonl")
 
 
 def test_shards_merge_into_one_runs_records_and_train(tmp_path):
@@ -48,7 +49,7 @@ def test_shards_merge_into_one_runs_records_and_train(tmp_path):
     for stage in ("rollout", "select", "label", "pairs"):
         assert records(sharded / "stages", stage) == records(single / "stages", stage), stage
     summary = json.loads((sharded / "stages" / "pairs_summary.json").read_text())
-    assert summary["pairs"] == len(stages.read_jsonl(single / "stages" / "pairs.jsonl"))
+    assert summary["pairs"] == len(read_records(single / "stages" / "pairs.jsonl"))
     rollout = json.loads((sharded / "stages" / "rollout_summary.json").read_text())
     assert rollout["questions"] == 4
     assert summary["pairs"] > 0  # the shipped model's sampled paths disagree on some question

@@ -5,10 +5,16 @@ import json
 
 import pytest
 
+from salmonn_o1.data.synthetic.pdpo_questions import avr_synth_questions
 from salmonn_o1.errors import DataError
-from salmonn_o1.pdpo import stages
+from salmonn_o1.pdpo.folder import STAGES
+from salmonn_o1.pdpo.label import run_label
 from salmonn_o1.pdpo.objective import DPOObjective
-from salmonn_o1.pdpo.stages import PDPOSettings
+from salmonn_o1.pdpo.pairing import run_pairs
+from salmonn_o1.pdpo.questions import PDPOQuestion
+from salmonn_o1.pdpo.rollout import run_rollout
+from salmonn_o1.pdpo.select import run_select
+from salmonn_o1.train.recipe import PDPOSettings
 
 SETTINGS = dict(paths=4, rollouts=2, top_t=2, max_new_tokens=24, answer_max_new_tokens=1, max_step_tokens=8)
 
@@ -17,15 +23,19 @@ def lines(path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+def synthetic_questions(split, n, processor, start=0):
+    return [PDPOQuestion.from_dict(q) for q in avr_synth_questions(processor, split, n, start)]
+
+
 def run_all(out, pipeline, questions, settings):
-    return [stages.run_rollout(out, pipeline, questions, settings, progress=False),
-            stages.run_select(out, pipeline, settings, progress=False),
-            stages.run_label(out, pipeline, settings, progress=False),
-            stages.run_pairs(out, pipeline, settings, progress=False)]
+    return [run_rollout(out, pipeline, questions, settings, progress=False),
+            run_select(out, pipeline, settings, progress=False),
+            run_label(out, pipeline, settings, progress=False),
+            run_pairs(out, pipeline, settings, progress=False)]
 
 
 def test_stages_end_to_end_with_resume(tmp_path, pipeline, processor):
-    questions = stages.synthetic_questions("train", 3, processor)
+    questions = synthetic_questions("train", 3, processor)
     settings = PDPOSettings(**SETTINGS)
     first = run_all(tmp_path, pipeline, questions[:2], settings)
     assert [s["processed_this_run"] for s in first][0] == 2
@@ -41,7 +51,7 @@ def test_stages_end_to_end_with_resume(tmp_path, pipeline, processor):
     assert pairs["cost_total"]["forward_passes"] == sum(
         s["cost"]["forward_passes"] for s in (rollout, select, label)) + pairs["cost_by_stage"]["pairs"]["forward_passes"]
 
-    files = {stage: tmp_path / f"{stage}.jsonl" for stage in stages.STAGES}
+    files = {stage: tmp_path / f"{stage}.jsonl" for stage in STAGES}
     counts = {stage: lines(path) for stage, path in files.items()}
     again = run_all(tmp_path, pipeline, questions, settings)  # everything done: nothing is redone
     assert [s["processed_this_run"] for s in again] == [0, 0, 0, 0]
@@ -64,21 +74,21 @@ def test_stages_end_to_end_with_resume(tmp_path, pipeline, processor):
 
 
 def test_interrupted_write_is_cut_and_settings_are_checked(tmp_path, pipeline, processor):
-    questions = stages.synthetic_questions("train", 2, processor, start=5)
+    questions = synthetic_questions("train", 2, processor, start=5)
     settings = PDPOSettings(**SETTINGS, selection="random")
-    stages.run_rollout(tmp_path, pipeline, questions[:1], settings, progress=False)
+    run_rollout(tmp_path, pipeline, questions[:1], settings, progress=False)
     path = tmp_path / "rollout.jsonl"
     path.write_text(path.read_text() + '{"id": "avr-train-000006", "paths": [')  # a crash mid-line
-    summary = stages.run_rollout(tmp_path, pipeline, questions, settings, progress=False)
+    summary = run_rollout(tmp_path, pipeline, questions, settings, progress=False)
     assert summary["questions"] == 2 and lines(path) == 2
     assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == [q.id for q in questions]
     with pytest.raises(DataError, match="paths=4"):
-        stages.run_rollout(tmp_path, pipeline, questions, PDPOSettings(**{**SETTINGS, "paths": 5}), progress=False)
+        run_rollout(tmp_path, pipeline, questions, PDPOSettings(**{**SETTINGS, "paths": 5}), progress=False)
     # Random selection needs no model at all.
-    selected = stages.run_select(tmp_path, None, settings, progress=False)
+    selected = run_select(tmp_path, None, settings, progress=False)
     assert selected["cost"]["forward_passes"] == 0
     with pytest.raises(DataError, match="needs the model"):
-        stages.run_label(tmp_path, None, settings, progress=False)
+        run_label(tmp_path, None, settings, progress=False)
 
 
 def test_cli_runs_the_stages(tmp_path, capsys):
@@ -110,3 +120,15 @@ def test_ask_majority_votes_over_k_sampled_paths(pipeline, synth_features):
     answers = [r.answer for r in result.results]
     assert result.answer is None or result.counts[result.answer] == max(result.counts.values())
     assert result.answer in answers
+
+
+def test_media_refs_name_their_loader_and_old_refs_still_load(processor):
+    from salmonn_o1.data.synthetic.pdpo_questions import clip_ref
+    from salmonn_o1.pdpo.media import load_features
+
+    ref = clip_ref("train", 4, processor)
+    assert ref["_component_"] == "salmonn_o1.data.synthetic.pdpo_questions.render_clip"
+    old = {"synthetic": "train", "index": 4, "fps": ref["fps"], "size": ref["size"]}  # stage folders before
+    new_features, old_features = load_features(ref, processor), load_features(old, processor)
+    assert new_features.pixel_values.equal(old_features.pixel_values)
+    assert new_features.input_features.equal(old_features.input_features)

@@ -30,7 +30,8 @@ def pdpo_recipe(source, out_dir, *extra):
         "stage=pdpo", f"model.source={source}", "model.train=[aligners, llm]", "optim.lr=1e-3",
         "optim.schedule=constant", "optim.batch_size=2", "optim.max_steps=3", "run.save_every=3",
         f"run.out_dir={out_dir}", "data.length_grouping=false",
-        "stage_options={questions: {synthetic: train, n: 8}, paths: 4, rollouts: 2, top_t: 1, "
+        "pdpo={questions: {_component_: salmonn_o1.data.synthetic.pdpo_questions.avr_synth_questions, "
+        "split: train, n: 8}, paths: 4, rollouts: 2, top_t: 1, "
         "max_new_tokens: 120, answer_max_new_tokens: 8, label_mode: soft, beta: 0.1, temperature: 1.5}",
         *extra])
 

@@ -1,8 +1,45 @@
-"""`salmonn-o1 pdpo rollout|select|label|pairs`: the pDPO data stages, one folder, resumable."""
+"""`salmonn-o1 pdpo rollout|select|label|pairs`: the pDPO data stages, one folder, resumable.
+
+The stage options are generated from `PDPOSettings`, the dataclass of a
+recipe's `pdpo:` section: one flag per field (`top_t` -> `--top-t`), with its
+type, default, choices and help, so the command and the recipe cannot drift.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import types
+import typing
+
+from salmonn_o1.train.recipe import PDPOSettings
+
+
+def _flag_type(hint: typing.Any) -> type:
+    """`int | None` -> int: the type argparse converts a flag's text with."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def cli_fields(cls: type = PDPOSettings) -> list[dataclasses.Field]:
+    """The fields that are stage options (not the training-only ones, nor `model`, which --model gives)."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, cls: type = PDPOSettings) -> None:
+    """One flag per stage option of `cls`; a bool field is a switch away from its default."""
+    hints = typing.get_type_hints(cls)
+    for f in cli_fields(cls):
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        help_text = f.metadata.get("help")
+        kind = _flag_type(hints[f.name])
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action="store_false" if f.default else "store_true",
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=f.metadata.get("choices"),
+                                help=help_text if f.default is None else f"{help_text} (default: {f.default})")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -10,23 +47,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
     add_model_arguments(parser)
     parser.add_argument("--out", required=True, help="stage folder (each stage reads the previous stage's JSONL)")
-    parser.add_argument("--paths", type=int, default=10, help="sampled paths per question (paper: 10)")
-    parser.add_argument("--rollouts", type=int, default=6, help="completions per step and branch (paper: 6)")
-    parser.add_argument("--top-t", type=int, default=3, help="steps selected per path (paper: 3)")
-    parser.add_argument("--selection", choices=["contrastive", "all", "random"], default="contrastive")
-    parser.add_argument("--perturb", choices=["frames-noise", "audio-noise", "audio-mute", "frame-shuffle"],
-                        default="frames-noise")
-    parser.add_argument("--noise-step", type=int, default=100, help="diffusion noise step t of 1000 (release: 100)")
-    parser.add_argument("--max-paths", type=int, default=None, help="paths per question to branch (wrong first)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="reasoning turn")
-    parser.add_argument("--answer-max-new-tokens", type=int, default=64, help="final-answer turn")
-    parser.add_argument("--max-step-tokens", type=int, default=128, help="an alternative step")
-    parser.add_argument("--label-mode", choices=["hard", "soft"], default="hard")
-    parser.add_argument("--mu", type=float, default=0.1, help="soft-label temperature (not published)")
-    parser.add_argument("--no-ref-logps", action="store_true", help="pairs: do not store reference log-probs")
-    parser.add_argument("--seed", type=int, default=0)
+    add_settings_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -55,23 +76,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub.set_defaults(func=run)
 
 
-def settings_from_args(args: argparse.Namespace):
-    from salmonn_o1.pdpo.stages import PDPOSettings
+def settings_from_args(args: argparse.Namespace) -> PDPOSettings:
+    """The stage settings the flags give; the model recorded is --model's, the seed 0 unless --seed."""
+    settings = PDPOSettings(**{f.name: getattr(args, f.name) for f in cli_fields()})
+    return settings.resolved(model=args.model, seed=0)
 
-    return PDPOSettings(
-        paths=args.paths, rollouts=args.rollouts, top_t=args.top_t, selection=args.selection, perturb=args.perturb,
-        noise_step=args.noise_step, max_paths=args.max_paths, temperature=args.temperature, top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens, answer_max_new_tokens=args.answer_max_new_tokens,
-        max_step_tokens=args.max_step_tokens, label_mode=args.label_mode, mu=args.mu,
-        reference_logps=not args.no_ref_logps, seed=args.seed, model=args.model,
-    )
+
+def questions_from_args(args: argparse.Namespace) -> dict:
+    """`pdpo.questions` as a recipe would write it: the items file, or AVR-Synth's question source."""
+    if args.data:
+        return {"path": args.data}
+    from salmonn_o1.components import COMPONENT_KEY
+    from salmonn_o1.data.synthetic import pdpo_questions
+
+    return {COMPONENT_KEY: f"{pdpo_questions.__name__}.avr_synth_questions", "split": args.synthetic_split,
+            "n": args.n, "start": args.start}
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
     from salmonn_o1.commands.common import load_pipeline
-    from salmonn_o1.pdpo import stages
+    from salmonn_o1.pdpo.label import run_label
+    from salmonn_o1.pdpo.pairing import run_pairs
+    from salmonn_o1.pdpo.questions import load_questions
+    from salmonn_o1.pdpo.rollout import run_rollout
+    from salmonn_o1.pdpo.select import run_select
 
     settings = settings_from_args(args)
     progress = not args.quiet
@@ -79,16 +109,13 @@ def run(args: argparse.Namespace) -> int:
         args.stage == "pairs" and not settings.reference_logps)
     pipeline = load_pipeline(args) if needs_model else None
     if args.stage == "rollout":
-        if args.data:
-            questions = stages.file_questions(args.data)
-        else:
-            questions = stages.synthetic_questions(args.synthetic_split, args.n, pipeline.processor, args.start)
-        summary = stages.run_rollout(args.out, pipeline, questions, settings, progress=progress)
+        questions = load_questions(questions_from_args(args), pipeline.processor, "--data/--synthetic-split")
+        summary = run_rollout(args.out, pipeline, questions, settings, progress=progress)
     elif args.stage == "select":
-        summary = stages.run_select(args.out, pipeline, settings, progress=progress)
+        summary = run_select(args.out, pipeline, settings, progress=progress)
     elif args.stage == "label":
-        summary = stages.run_label(args.out, pipeline, settings, progress=progress)
+        summary = run_label(args.out, pipeline, settings, progress=progress)
     else:
-        summary = stages.run_pairs(args.out, pipeline, settings, progress=progress)
+        summary = run_pairs(args.out, pipeline, settings, progress=progress)
     print(json.dumps(summary, indent=2))
     return 0

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from salmonn_o1.pdpo.pipeline import run_pdpo
 
-        result = run_pdpo(recipe, resume=resume)
+        result = run_pdpo(recipe, resume=resume, stop_at_step=args.stop_at)
     print(f"trained to step {result.step}; skipped examples: {result.skipped}; "
           f"model: {result.final_dir or result.out_dir}")
     return 0

@@ -46,11 +46,11 @@ class Selection:
 # The shipped recipe first; the others differ from it only in how steps are selected for valuing.
 SELECTIONS = {
     "contrastive": Selection("mini-pdpo", PDPO_NAME, ()),
-    "all": Selection("mini-pdpo-all", f"{PDPO_NAME} (all steps)", ("stage_options.selection=all",)),
-    "random": Selection("mini-pdpo-random", f"{PDPO_NAME} (random steps)", ("stage_options.selection=random",)),
+    "all": Selection("mini-pdpo-all", f"{PDPO_NAME} (all steps)", ("pdpo.selection=all",)),
+    "random": Selection("mini-pdpo-random", f"{PDPO_NAME} (random steps)", ("pdpo.selection=random",)),
     # half the recipe's steps valued (the higher-scoring pick of each path): a cheaper contrastive point
     "top1": Selection("mini-pdpo-top1", f"{PDPO_NAME} (contrastive, 1 step per path)",
-                      ("stage_options.selection=contrastive", "stage_options.top_t=1")),
+                      ("pdpo.selection=contrastive", "pdpo.top_t=1")),
 }
 STRATEGIES = tuple(SELECTIONS)
 # The SFT-engine stages after grounding, in order, each from the one before (recipes/<stage>.yaml);

@@ -6,11 +6,17 @@
     pairs    step pairs (hard or soft labels) + full-path pairs, with reference log-probs
     train    `DPOObjective` in the shared training engine
 
-Modules: steps (a path's step segments and their token spans), perturb (media
-perturbations), media (rebuilding a question's features from a record), judge
-(is an answer correct), rollout, scoring (KL step scores + selection), values
-(alternative steps and rollout values), pairs (records + labels), loss (DPO),
-objective (the training engine's view), stages (the resumable JSONL stages the
-CLI runs), costs (generated tokens and forward passes), toy (a step-writing
-random model for tests and benchmarks). See docs/pdpo.md.
+Each stage's module holds its logic, its typed record and its resumable
+runner: rollout (`run_rollout`), select (`run_select`), label (`run_label`),
+pairing (`run_pairs`). Around them: questions (the question type and its
+sources), media (rebuilding a question's features from a record), folder (a
+stage folder's files, recorded settings and summaries), steps (a path's step
+segments and their token spans), perturb (media perturbations), judge (is an
+answer correct), scoring (KL step scores + selection), values (alternative
+steps and rollout values), pairs (pair records, labels, token ids), loss
+(DPO), objective (the training engine's view), pipeline (`train pdpo`: the
+stages, then training), costs (generated tokens and forward passes), toy (a
+step-writing random model for tests and benchmarks). The settings are
+`salmonn_o1.train.recipe.PDPOSettings`, a recipe's `pdpo:` section. See
+docs/pdpo.md.
 """

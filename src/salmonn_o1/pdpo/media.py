@@ -1,9 +1,12 @@
 """Where a question's media comes from, written into every stage record so any
 later stage (or the training engine) can rebuild the exact same features.
 
-A reference is plain JSON: `{"synthetic": "train", "index": 3, "fps": 2.0,
-"size": 32}` for an AVR-Synth clip rendered in memory, `{"path": "/abs/clip.mp4"}`
-for a file, or None for a text-only question.
+A reference is plain JSON: `{"path": "/abs/clip.mp4"}` for a file, None for a
+text-only question, or a component that renders the media itself,
+`{"_component_": "package.module.loader", **kwargs}`, called as
+`loader(**kwargs, processor=processor)` and returning the model features (a
+question source that generates its clips writes these, so the stages never
+import the generator).
 """
 
 from __future__ import annotations
@@ -13,16 +16,14 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from salmonn_o1 import components
 from salmonn_o1.errors import DataError
 from salmonn_o1.processor import MediaFeatures, SalmonnO1Processor
 
 MediaRef = dict[str, Any] | None
 
-
-def synthetic_ref(split: str, index: int, processor: SalmonnO1Processor) -> dict[str, Any]:
-    """An AVR-Synth clip rendered at the model's frame rate and frame size (no mp4 round trip)."""
-    return {"synthetic": split, "index": int(index), "fps": float(processor.config.frames_per_second),
-            "size": int(processor.config.image_size)}
+# Stage folders written before references named their loader: {"<kind>": split, "index", "fps", "size"}.
+LEGACY_RENDERED = ("synthetic", "salmonn_o1.data.synthetic.pdpo_questions.render_clip")
 
 
 def path_ref(video: str | None, base: str | Path | None = None) -> MediaRef:
@@ -38,16 +39,18 @@ def load_features(ref: MediaRef, processor: SalmonnO1Processor) -> MediaFeatures
     """The model features of a media reference (decoding or rendering it)."""
     if ref is None:
         return None
-    if "synthetic" in ref:
-        from salmonn_o1.data.synthetic import generate_item, render_media
-
-        sample = generate_item(ref["synthetic"], int(ref["index"]))
-        return processor.media_features(render_media(sample, fps=ref.get("fps", 2.0), size=ref.get("size", 64)))
+    if components.COMPONENT_KEY in ref:
+        return components.build(ref, "media reference", processor=processor)
     if "path" in ref:
         if not Path(ref["path"]).is_file():
             raise DataError(f"{ref['path']}: media file not found (moved since the rollout stage?)")
         return processor.media_features(ref["path"])
-    raise DataError(f"media reference {ref!r}: expected a 'synthetic' or 'path' key")
+    legacy_key, loader = LEGACY_RENDERED
+    if legacy_key in ref:
+        spec = {components.COMPONENT_KEY: loader, "split": ref[legacy_key], "index": int(ref["index"]),
+                "fps": ref.get("fps", 2.0), "size": ref.get("size", 64)}
+        return components.build(spec, "media reference", processor=processor)
+    raise DataError(f"media reference {ref!r}: expected a 'path' or {components.COMPONENT_KEY!r} key")
 
 
 class FeatureCache:

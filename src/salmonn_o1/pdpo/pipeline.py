@@ -3,10 +3,11 @@
 The recipe's `model.source` is the SFT model: it samples the rollouts, scores
 the steps, labels them, provides the frozen reference log-probs, and is the
 starting point of the trained policy (LoRA or full, as the recipe says).
-`stage_options` holds the pDPO settings (docs/pdpo.md) plus `questions`
-(`{synthetic: train, n: 200, start: 0}` or `{path: items.jsonl}`), `beta`,
-`sft_weight` and `label_mode`. Stage files live in `run.out_dir/stages/`;
-each stage skips the questions it already holds, so rerunning resumes.
+The recipe's `pdpo:` section (`PDPOSettings`, docs/pdpo.md) holds the stage
+settings, `questions` (`{path: items.jsonl}` or a question-source component)
+and the training options `beta` and `sft_weight`. Stage files live in
+`run.out_dir/stages/`; each stage skips the questions it already holds, so
+rerunning resumes.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from salmonn_o1.errors import DataError, RecipeError
-from salmonn_o1.pdpo import stages
-from salmonn_o1.pdpo.objective import DEFAULT_BETA, DPOObjective
-from salmonn_o1.train.recipe import Recipe, load_recipe
+from salmonn_o1.pdpo.folder import stage_file
+from salmonn_o1.pdpo.label import run_label
+from salmonn_o1.pdpo.objective import DPOObjective
+from salmonn_o1.pdpo.pairing import run_pairs
+from salmonn_o1.pdpo.questions import load_questions
+from salmonn_o1.pdpo.rollout import run_rollout
+from salmonn_o1.pdpo.select import run_select
+from salmonn_o1.records import read_records
+from salmonn_o1.train.recipe import PDPOSettings, Recipe, load_recipe
 from salmonn_o1.train.trainer import Trainer, TrainResult
-
-TRAINING_OPTIONS = ("questions", "beta", "sft_weight")
 
 
 class PlannedPairs(Dataset):
@@ -55,45 +60,31 @@ class PlannedPairs(Dataset):
         return len(str(pair.get("chosen", ""))) + len(str(pair.get("rejected", "")))
 
 
-def split_options(recipe: Recipe) -> tuple[stages.PDPOSettings, dict[str, Any]]:
-    options = dict(recipe.stage_options)
-    training = {key: options.pop(key) for key in TRAINING_OPTIONS if key in options}
-    options.setdefault("model", recipe.model.source)
-    options.setdefault("seed", recipe.run.seed)
-    try:
-        settings = stages.PDPOSettings.from_dict(options)
-    except DataError as error:
-        raise RecipeError(f"recipe.stage_options: {error}") from None
-    return settings, training
-
-
-def stage_questions(spec: dict[str, Any] | None, processor) -> list:
-    spec = spec or {"synthetic": "train", "n": 32}
-    if "path" in spec:
-        return stages.file_questions(spec["path"])
-    if "synthetic" in spec:
-        return stages.synthetic_questions(spec["synthetic"], int(spec.get("n", 32)), processor,
-                                          int(spec.get("start", 0)))
-    raise RecipeError("stage_options.questions: give {path: items.jsonl} or {synthetic: SPLIT, n: N}")
+def stage_settings(recipe: Recipe) -> PDPOSettings:
+    """The recipe's `pdpo:` section, recording `model.source` and seeded by `run.seed` unless it says otherwise."""
+    if recipe.stage_options:
+        raise RecipeError(f"recipe.stage_options: a pdpo recipe puts its settings under `pdpo:` "
+                          f"(got {', '.join(sorted(recipe.stage_options))})")
+    return (recipe.pdpo or PDPOSettings()).resolved(model=recipe.model.source, seed=recipe.run.seed)
 
 
 def run_stages(recipe: Recipe, progress: bool = True) -> dict[str, dict[str, Any]]:
     """rollout -> select -> label -> pairs with the SFT model; returns each stage's summary."""
     from salmonn_o1.inference import SalmonnO1Pipeline
 
-    settings, training = split_options(recipe)
+    settings = stage_settings(recipe)
     out = Path(recipe.run.out_dir) / "stages"
     out.mkdir(parents=True, exist_ok=True)
     # The stages' values and reference log-probs must come from the model the trainer starts from, so
     # they use the training precision (float32 unless run.precision asks for bf16/fp16), also on a GPU.
     dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(recipe.run.precision, "float32")
     pipeline = SalmonnO1Pipeline.from_pretrained(recipe.model.source, dtype=dtype)
-    questions = stage_questions(training.get("questions"), pipeline.processor)
+    questions = load_questions(settings.questions, pipeline.processor)
     return {
-        "rollout": stages.run_rollout(out, pipeline, questions, settings, progress=progress),
-        "select": stages.run_select(out, pipeline, settings, progress=progress),
-        "label": stages.run_label(out, pipeline, settings, progress=progress),
-        "pairs": stages.run_pairs(out, pipeline, settings, progress=progress),
+        "rollout": run_rollout(out, pipeline, questions, settings, progress=progress),
+        "select": run_select(out, pipeline, settings, progress=progress),
+        "label": run_label(out, pipeline, settings, progress=progress),
+        "pairs": run_pairs(out, pipeline, settings, progress=progress),
     }
 
 
@@ -111,12 +102,11 @@ def train_on_pairs(recipe: Recipe, resume: bool | str = False, stop_at_step: int
     merged from shards by scripts/pdpo_sharded.py)."""
     from salmonn_o1.train.model_setup import build_model
 
-    settings, training = split_options(recipe)
-    pairs = stages.read_jsonl(stages.stage_file(Path(recipe.run.out_dir) / "stages", "pairs"))
+    settings = stage_settings(recipe)
+    pairs = read_records(stage_file(Path(recipe.run.out_dir) / "stages", "pairs"))
     model, processor = build_model(recipe.model)
     total = recipe.optim.max_steps * recipe.optim.batch_size * recipe.optim.grad_accum
     dataset = PlannedPairs(pairs, total, recipe.run.seed)
-    objective = DPOObjective(processor, beta=float(training.get("beta", DEFAULT_BETA)),
-                             sft_weight=float(training.get("sft_weight", 0.0)), label_mode=settings.label_mode,
-                             mu=settings.mu, max_length=recipe.data.max_length)
+    objective = DPOObjective(processor, beta=settings.beta, sft_weight=settings.sft_weight,
+                             label_mode=settings.label_mode, mu=settings.mu, max_length=recipe.data.max_length)
     return Trainer(recipe, model, processor, dataset, objective).train(resume=resume, stop_at_step=stop_at_step)

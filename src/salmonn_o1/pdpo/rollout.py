@@ -1,43 +1,41 @@
-"""Stage 1: sample P reasoning paths per question from the SFT policy.
+"""Stage 1, rollout: sample P reasoning paths per question from the SFT policy.
 
 Each path is recorded with its text, its step segments (see `steps`), its
 final answer and whether that answer is correct. Questions the policy always
 answers correctly teach nothing about its mistakes and are dropped; the kept
 ones give full-path pairs (a correct path preferred to a wrong one) and the
 paths whose steps are scored and branched in the later stages.
+
+    rollout.jsonl: one `QuestionRollout` per question (or a `FailedQuestion`
+    when its media could not be read)
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from salmonn_o1.errors import SalmonnError
 from salmonn_o1.pdpo.costs import Cost, count_forward
-from salmonn_o1.pdpo.judge import Judge, Target, exact_match_judge
-from salmonn_o1.pdpo.pairs import Continuation, PairRecord, pair_label
+from salmonn_o1.pdpo.folder import (
+    check_settings,
+    mean,
+    need_model,
+    progress_bar,
+    question_seed,
+    stage_file,
+    total_cost,
+    write_summary,
+)
+from salmonn_o1.pdpo.judge import Judge, exact_match_judge
+from salmonn_o1.pdpo.media import load_features
+from salmonn_o1.pdpo.questions import PDPOQuestion
 from salmonn_o1.pdpo.steps import clean_generated, segment_text, step_segments
 from salmonn_o1.processor import MediaFeatures
-from salmonn_o1.prompts import format_question
-
-
-@dataclass
-class PDPOQuestion:
-    """One training question: what the model is asked, what counts as correct, where the media is."""
-
-    id: str
-    question: str
-    options: list[str]
-    reference: str
-    media: dict[str, Any] | None  # see pdpo.media
-
-    @property
-    def prompt(self) -> str:
-        """The user-turn text, exactly as the pipeline asks it (step-marked reasoning prompt)."""
-        return format_question(self.question, self.options or None, reasoning=True)
-
-    @property
-    def target(self) -> Target:
-        return Target(self.reference, list(self.options))
+from salmonn_o1.records import RecordWriter, read_records, record_ids
+from salmonn_o1.train.recipe import PDPOSettings
 
 
 @dataclass
@@ -76,9 +74,19 @@ class QuestionRollout:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> QuestionRollout:
-        question = PDPOQuestion(record["id"], record["question"], record["options"], record["reference"],
-                                record["media"])
-        return cls(question, [PathRecord(**p) for p in record["paths"]], Cost(**record["cost"]))
+        return cls(PDPOQuestion.from_dict(record), [PathRecord(**p) for p in record["paths"]],
+                   Cost(**record["cost"]))
+
+
+@dataclass
+class FailedQuestion:
+    """A question whose media could not be read: recorded (so a rerun skips it), never kept."""
+
+    id: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "error": self.error, "kept": False, "paths": [], "cost": Cost().to_dict()}
 
 
 def rollout_question(
@@ -113,30 +121,44 @@ def rollout_question(
     return QuestionRollout(question, paths, cost)
 
 
-def full_path_pairs(rollout: QuestionRollout, mode: str = "hard", mu: float = 0.1,
-                    max_pairs: int | None = None) -> list[PairRecord]:
-    """Correct paths preferred to wrong ones, each path used at most once (min(#correct, #wrong) pairs).
-
-    A path's value is its own outcome (1 or 0), so a soft label is sigma(1 / mu).
-    Paths without steps and duplicate texts are skipped.
-    """
-    seen: set[str] = set()
-    correct, wrong = [], []
-    for path in rollout.paths:
-        if not path.segments or path.reasoning in seen:
+def run_rollout(out_dir: str | Path, pipeline, questions: list[PDPOQuestion], settings: PDPOSettings,
+                judge: Judge = exact_match_judge, progress: bool = True) -> dict[str, Any]:
+    """Stage 1 over `questions` into out_dir/rollout.jsonl (resumable); returns the stage summary."""
+    need_model(pipeline, "rollout", "sampling paths")
+    settings = settings.resolved()
+    out_dir = Path(out_dir)
+    check_settings(out_dir, "rollout", settings)
+    path = stage_file(out_dir, "rollout")
+    done = record_ids(read_records(path))
+    writer = RecordWriter(path)
+    todo = [q for q in questions if q.id not in done]
+    started = time.perf_counter()
+    for question in progress_bar(todo, "rollout", progress):
+        try:
+            features = load_features(question.media, pipeline.processor)
+        except (SalmonnError, ValueError, OSError) as error:
+            writer.write([FailedQuestion(question.id, str(error)).to_dict()])
             continue
-        seen.add(path.reasoning)
-        (correct if path.correct else wrong).append(path)
-    q = rollout.question
-    pairs = []
-    for good, bad in list(zip(correct, wrong))[:max_pairs]:
-        chosen = Continuation("".join(good.segments), good.ends_turn, 1.0)
-        rejected = Continuation("".join(bad.segments), bad.ends_turn, 0.0)
-        pairs.append(PairRecord(
-            pair_id=f"{q.id}/path/{good.index}-{bad.index}", kind="path", question_id=q.id, prompt=q.prompt,
-            reference=q.reference, media=q.media, prefix=[], chosen=chosen, rejected=rejected,
-            label=pair_label(1.0, 0.0, mode, mu), label_mode=mode, mu=mu if mode == "soft" else None,
-            extras={"chosen_path": good.index, "rejected_path": bad.index,
-                    "chosen_answer": good.answer, "rejected_answer": bad.answer},
-        ))
-    return pairs
+        result = rollout_question(pipeline, question, features, settings.paths, judge,
+                                  seed=question_seed(settings.seed, question.id), **settings.generation())
+        writer.write([result.to_dict()])
+    return write_summary(out_dir, "rollout", rollout_summary(read_records(path), len(todo),
+                                                             time.perf_counter() - started))
+
+
+def rollout_summary(records: list[dict[str, Any]], processed: int = 0, seconds: float = 0.0) -> dict[str, Any]:
+    ok = [r for r in records if "error" not in r]
+    paths = [p for r in ok for p in r["paths"]]
+    kept = [r for r in ok if r["kept"]]
+    correct_counts = [r["num_correct"] for r in kept]
+    return {
+        "questions": len(records), "errors": len(records) - len(ok), "kept": len(kept),
+        "all_correct": sum(1 for r in ok if r["paths"] and r["num_correct"] == len(r["paths"])),
+        "all_wrong": sum(1 for r in ok if r["paths"] and r["num_correct"] == 0),
+        "paths": len(paths), "path_accuracy": mean([p["correct"] for p in paths]),
+        "unreadable_answers": sum(p["answer"] is None for p in paths),
+        "steps_per_path": mean([len(p["segments"]) for p in paths]),
+        "paths_cut_at_max_new_tokens": sum(not p["ends_turn"] for p in paths),
+        "full_path_pairs_possible": sum(min(c, r["num_paths"] - c) for r, c in zip(kept, correct_counts)),
+        "cost": total_cost(records), "processed_this_run": processed, "seconds_this_run": round(seconds, 3),
+    }

@@ -102,6 +102,73 @@ class RunRecipe:
     tensorboard: bool = True  # when tensorboard is installed
 
 
+def _option(default: Any, help: str, **metadata: Any) -> Any:
+    """A recipe field with its `--flag` help (and, in metadata, choices or cli=False)."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass
+class PDPOSettings:
+    """The `pdpo:` section of a recipe, and the options of `salmonn-o1 pdpo <stage>`.
+
+    The stage settings are everything that changes a stage's output (each stage
+    records the ones it reads in `<stage>_settings.json`); defaults are the
+    paper's where published (P = 10 paths, top T = 3, N = 6 rollouts, frames
+    diffusion noise at t = 100; docs/pdpo.md). `questions`, `beta` and
+    `sft_weight` concern `train pdpo` only. The CLI flags are generated from
+    these fields (`--top-t` for `top_t`; `metadata["flag"]` renames one).
+    """
+
+    questions: dict[str, Any] | None = _option(
+        None, "where the questions come from: {path: items.jsonl}, or a question-source component "
+        "{_component_: package.module.Name, ...} called with processor=...", cli=False)
+    paths: int = _option(10, "sampled paths per question (paper: 10)")
+    rollouts: int = _option(6, "completions per step and branch (paper: 6)")
+    top_t: int = _option(3, "steps selected per path (paper: 3)")
+    selection: str = _option("contrastive", "which steps are valued", choices=("contrastive", "all", "random"))
+    perturb: str = _option("frames-noise", "the media perturbation of contrastive selection",
+                           choices=("frames-noise", "audio-noise", "audio-mute", "frame-shuffle"))
+    noise_step: int = _option(100, "diffusion noise step t of 1000 (release: 100)")
+    max_paths: int | None = _option(None, "paths per question to branch (wrong first); unset: all")
+    temperature: float = _option(1.0, "sampling temperature")
+    top_p: float = _option(1.0, "nucleus sampling mass")
+    max_new_tokens: int = _option(512, "reasoning turn")
+    answer_max_new_tokens: int = _option(64, "final-answer turn")
+    max_step_tokens: int = _option(128, "an alternative step")
+    alternative_tries: int = _option(3, "samples tried for an alternative step that differs from the original")
+    label_mode: str = _option("hard", "hard 1[p > p'] or soft sigma((p - p') / mu) labels",
+                              choices=("hard", "soft"))
+    mu: float = _option(0.1, "soft-label temperature (not published)")
+    reference_logps: bool = _option(True, "pairs: do not store reference log-probs", flag="--no-ref-logps")
+    seed: int | None = _option(None, "seed of every sampling and selection (unset: the recipe's run.seed, "
+                               "on the command line 0)")
+    model: str | None = _option(None, "recorded, so a resumed stage cannot switch models silently "
+                                "(unset: the recipe's model.source, on the command line --model)", cli=False)
+    beta: float = _option(0.1, "DPO temperature (not published)", cli=False)
+    sft_weight: float = _option(0.0, "weight of a cross-entropy term on the chosen continuations", cli=False)
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise RecipeError(f"pdpo.{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
+        checks = [(self.paths >= 1 and self.rollouts >= 1 and self.top_t >= 1, "paths, rollouts, top_t must be >= 1"),
+                  (self.mu > 0 and self.temperature > 0, "mu and temperature must be > 0"),
+                  (self.beta > 0, "beta must be > 0")]
+        for ok, message in checks:
+            if not ok:
+                raise RecipeError(f"pdpo: {message}")
+
+    def resolved(self, model: str | None = None, seed: int = 0) -> PDPOSettings:
+        """These settings with `model` and `seed` filled in where unset (the stages record both)."""
+        return dataclasses.replace(self, model=self.model if self.model is not None else model,
+                                   seed=self.seed if self.seed is not None else seed)
+
+    def generation(self) -> dict[str, Any]:
+        return {"max_new_tokens": self.max_new_tokens, "answer_max_new_tokens": self.answer_max_new_tokens,
+                "temperature": self.temperature, "top_p": self.top_p}
+
+
 @dataclass
 class Recipe:
     stage: str = "sft"
@@ -109,7 +176,8 @@ class Recipe:
     data: DataRecipe = field(default_factory=DataRecipe)
     optim: OptimRecipe = field(default_factory=OptimRecipe)
     run: RunRecipe = field(default_factory=RunRecipe)
-    stage_options: dict[str, Any] = field(default_factory=dict)  # stage-specific (pDPO: beta, mu, ...)
+    pdpo: PDPOSettings | None = None  # stage pdpo: the data stages and DPO (defaults when absent)
+    stage_options: dict[str, Any] = field(default_factory=dict)  # stage perception's options
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

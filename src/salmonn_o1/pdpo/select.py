@@ -1,0 +1,166 @@
+"""Stage 2, select: which steps of each kept question's paths get valued.
+
+Contrastive selection scores every step by how much the media matters to it,
+KL(policy | real media || policy | perturbed media) over the step's tokens
+(`scoring.step_kl_scores`), and keeps the top T per path; "all" and "random"
+are the baselines and need no model. Only distinct paths with steps are
+branched, the wrong ones first (that is where the errors are), at most
+`max_paths` of them.
+
+    select.jsonl: one `SelectRecord` per kept question
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from salmonn_o1.pdpo.costs import Cost, count_forward
+from salmonn_o1.pdpo.folder import (
+    check_settings,
+    mean,
+    need_model,
+    progress_bar,
+    question_seed,
+    stage_file,
+    total_cost,
+    write_summary,
+)
+from salmonn_o1.pdpo.media import load_features
+from salmonn_o1.pdpo.perturb import Perturbation
+from salmonn_o1.pdpo.questions import PDPOQuestion
+from salmonn_o1.pdpo.rollout import PathRecord, QuestionRollout
+from salmonn_o1.pdpo.scoring import StepSelector, encode_media_once, step_kl_scores
+from salmonn_o1.pdpo.steps import path_ids
+from salmonn_o1.prompts import IM_END
+from salmonn_o1.records import RecordWriter, read_records, record_ids
+from salmonn_o1.train.recipe import PDPOSettings
+
+
+@dataclass
+class PathSelection:
+    """One branched path: its steps, their scores (contrastive only) and the selected step indices."""
+
+    index: int
+    correct: bool
+    answer: str | None
+    ends_turn: bool
+    segments: list[str]
+    steps: list[str]
+    scores: list[float] | None
+    selected: list[int]
+
+
+@dataclass
+class SelectRecord:
+    question: PDPOQuestion
+    num_paths: int
+    num_correct: int
+    kept: bool
+    selection: str
+    paths: list[PathSelection]
+    cost: Cost
+    note: str = ""  # why no scores were computed (e.g. frames noise on an audio-only input)
+
+    def to_dict(self) -> dict[str, Any]:
+        q = self.question
+        record = {"id": q.id, "question": q.question, "options": q.options, "reference": q.reference,
+                  "prompt": q.prompt, "media": q.media, "num_paths": self.num_paths,
+                  "num_correct": self.num_correct, "kept": self.kept, "selection": self.selection,
+                  "paths": [asdict(p) for p in self.paths], "cost": self.cost.to_dict()}
+        if self.note:
+            record["note"] = self.note
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> SelectRecord:
+        return cls(PDPOQuestion.from_dict(record), record["num_paths"], record["num_correct"], record["kept"],
+                   record["selection"], [PathSelection(**p) for p in record["paths"]], Cost(**record["cost"]),
+                   record.get("note", ""))
+
+
+def paths_to_branch(rollout: QuestionRollout, max_paths: int | None) -> list[PathRecord]:
+    """Distinct paths with steps, wrong ones first (that is where the errors are), at most max_paths."""
+    seen, chosen = set(), []
+    for path in sorted(rollout.paths, key=lambda p: (p.correct, p.index)):
+        if path.segments and path.reasoning not in seen:
+            seen.add(path.reasoning)
+            chosen.append(path)
+    return chosen[:max_paths]
+
+
+def select_question(pipeline, rollout: QuestionRollout, selector: StepSelector, perturbation: Perturbation,
+                    settings: PDPOSettings) -> SelectRecord:
+    question = rollout.question
+    paths = paths_to_branch(rollout, settings.max_paths)
+    cost = Cost()
+    scores: list[list[float] | None] = [None] * len(paths)
+    note = ""
+    if selector.needs_scores and paths:
+        processor, model = pipeline.processor, pipeline.model
+        features = load_features(question.media, processor)
+        tokenizer = processor.tokenizer
+        im_end = tokenizer.convert_tokens_to_ids(IM_END)
+        try:
+            perturbed = perturbation(features, seed=question_seed(settings.seed, question.id))
+        except ValueError as error:  # e.g. frames noise on an audio-only input
+            perturbed, note = None, str(error)
+        if perturbed is not None:
+            with count_forward(model, cost):
+                real_media = encode_media_once(model, features)
+                perturbed_media = encode_media_once(model, perturbed)
+                prompt = processor.encode(question.prompt, features).input_ids
+                spans = [path_ids(tokenizer, p.segments, p.ends_turn, im_end) for p in paths]
+                scores = step_kl_scores(model, prompt, real_media, perturbed_media, spans, tokenizer.pad_token_id)
+    entries = []
+    for path, path_scores in zip(paths, scores):
+        if selector.needs_scores and path_scores is None:
+            selected: list[int] = []
+        else:
+            selected = selector.select(len(path.segments), path_scores, key=f"{question.id}/{path.index}")
+        entries.append(PathSelection(path.index, path.correct, path.answer, path.ends_turn, path.segments,
+                                     path.steps, path_scores, selected))
+    return SelectRecord(question, len(rollout.paths), rollout.num_correct, rollout.kept, selector.strategy,
+                        entries, cost, note)
+
+
+def run_select(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: bool = True) -> dict[str, Any]:
+    """Stage 2 over the kept questions of out_dir/rollout.jsonl (resumable); returns the stage summary."""
+    settings = settings.resolved()
+    out_dir = Path(out_dir)
+    check_settings(out_dir, "select", settings)
+    path = stage_file(out_dir, "select")
+    done = record_ids(read_records(path))
+    todo = [r for r in read_records(stage_file(out_dir, "rollout")) if r.get("kept") and r["id"] not in done]
+    selector = StepSelector(settings.selection, settings.top_t, settings.seed)
+    if selector.needs_scores:
+        need_model(pipeline, "select", "contrastive selection")
+    perturbation = Perturbation(settings.perturb, settings.noise_step, settings.seed)
+    writer = RecordWriter(path)
+    started = time.perf_counter()
+    for record in progress_bar(todo, "select", progress):
+        rollout = QuestionRollout.from_dict(record)
+        writer.write([select_question(pipeline, rollout, selector, perturbation, settings).to_dict()])
+    return write_summary(out_dir, "select", select_summary(read_records(path), len(todo),
+                                                           time.perf_counter() - started))
+
+
+def select_summary(records: list[dict[str, Any]], processed: int = 0, seconds: float = 0.0) -> dict[str, Any]:
+    paths = [p for r in records for p in r["paths"]]
+    selected_scores, other_scores = [], []
+    for p in paths:
+        if p["scores"] is None:
+            continue
+        for k, s in enumerate(p["scores"]):
+            (selected_scores if k in p["selected"] else other_scores).append(s)
+    return {
+        "questions": len(records), "paths": len(paths), "steps": sum(len(p["segments"]) for p in paths),
+        "selected_steps": sum(len(p["selected"]) for p in paths),
+        "selected_step_positions": dict(sorted(Counter(k for p in paths for k in p["selected"]).items())),
+        "mean_score_selected": mean(selected_scores), "mean_score_other": mean(other_scores),
+        "notes": sum(1 for r in records if r.get("note")),
+        "cost": total_cost(records), "processed_this_run": processed, "seconds_this_run": round(seconds, 3),
+    }
