@@ -79,8 +79,8 @@ MAY_IMPORT = {
     "pdpo": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo"},
     "synthetic_components": {"foundation", "config", "data", "synthetic", "model", "loading", "inference",
                              "train", "pdpo", "synthetic_components"},
-    "commands": {"foundation", "config", "data", "synthetic", "model", "loading", "inference", "train", "pdpo",
-                 "api", "commands"},
+    "commands": {"foundation", "config", "data", "synthetic", "synthetic_components", "model", "loading",
+                 "inference", "train", "pdpo", "api", "commands"},
     # the package root: the public API, imported lazily (PEP 562) from the layers below
     "api": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "api"},
 }
@@ -91,8 +91,6 @@ MAY_IMPORT = {
 MOVING = {
     "salmonn_o1.train.sft_data": "imports AVR-Synth directly; its items arrive as an SFT source component (w2b)",
     "salmonn_o1.train.encoders": "perception pretraining moves to salmonn_o1_mini (w2a)",
-    "salmonn_o1.pdpo.stages": "question sources move to data.synthetic.pdpo_questions (w3)",
-    "salmonn_o1.pdpo.media": "synthetic media references resolve through a component (w3)",
     "salmonn_o1.experiments": "experiments move to salmonn_o1_mini (w2a)",
     "salmonn_o1.commands.reproduce": "calls salmonn_o1.experiments; becomes a salmonn_o1_mini plugin command (w2a)",
 }
