@@ -89,7 +89,6 @@ MAY_IMPORT = {
 # layering cases are expected failures on a branch without those streams (the lead removes an
 # entry once its case passes after merging; strict=False, so a passing case only shows XPASS).
 MOVING = {
-    "salmonn_o1.train.sft_data": "imports AVR-Synth directly; its items arrive as an SFT source component (w2b)",
     "salmonn_o1.train.encoders": "perception pretraining moves to salmonn_o1_mini (w2a)",
     "salmonn_o1.experiments": "experiments move to salmonn_o1_mini (w2a)",
     "salmonn_o1.commands.reproduce": "calls salmonn_o1.experiments; becomes a salmonn_o1_mini plugin command (w2a)",

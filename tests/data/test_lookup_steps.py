@@ -1,4 +1,4 @@
-"""The look-up step format of the cross-modal families (`DataSource.step_format: lookup`).
+"""The look-up step format of the cross-modal families (the curriculum source's `step_format: lookup`).
 
 Each screen step must name what the clip's timeline shows at that time, and the conclusion must
 follow from the steps alone, so a model that reads the frames right gets the answer right.

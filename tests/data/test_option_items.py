@@ -1,4 +1,4 @@
-"""Option-letter items (`task: options`): the look-up every AVR-Synth answer ends with, alone."""
+"""Option-letter items (the curriculum source's `task: options`): the look-up every AVR-Synth answer ends with, alone."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 
 from salmonn_o1.data.synthetic.options import option_item
 from salmonn_o1.errors import RecipeError
-from salmonn_o1.train.recipe import DataSource
-from salmonn_o1.train.sft_data import ItemSource
+from salmonn_o1_mini.curriculum import CurriculumSource
 
 
 def test_the_answer_letter_names_the_asked_entity_and_the_step_says_so():
@@ -44,9 +43,9 @@ def test_an_options_source_has_no_media_and_refuses_families(tokenizer, tiny_con
     from salmonn_o1.processor import SalmonnO1Processor
 
     processor = SalmonnO1Processor(tokenizer, tiny_config)
-    source = ItemSource(DataSource(synthetic="train", task="options", first_index=10), processor, 32)
+    source = CurriculumSource(processor, split="train", task="options", first_index=10, frame_size=32)
     assert source.item(0) == option_item("train", 10) and source.media(0) is None
     with pytest.raises(RecipeError, match="options"):
-        ItemSource(DataSource(synthetic="train", task="options", families=["visual_only"]), processor, 32)
+        CurriculumSource(processor, split="train", task="options", families=["visual_only"], frame_size=32)
     with pytest.raises(RecipeError, match="task must be"):
-        ItemSource(DataSource(synthetic="train", task="letters"), processor, 32)
+        CurriculumSource(processor, split="train", task="letters", frame_size=32)

@@ -14,11 +14,20 @@ from salmonn_o1.experiments.reproduce import MiniPlan, best_reasoning_model, rep
 from salmonn_o1.inference import SalmonnO1Pipeline
 from salmonn_o1.records import read_records
 
+SYNTH = "salmonn_o1.data.synthetic.sft_source.SynthSource"
+CURRICULUM = "salmonn_o1_mini.curriculum.CurriculumSource"
+OPTION_LETTERS = "salmonn_o1_mini.option_letters.OptionLetterObjective"
+
+
+def curriculum(**kwargs) -> dict:
+    return {"component": {"_component_": CURRICULUM, "split": "train", "frame_size": 32, **kwargs}}
+
+
 SFT = {
     "stage": "sft",
     "model": {"source": "tiny", "train": ["aligners", "llm"]},
-    "data": {"sources": [{"synthetic": "train"}], "synthetic_size": 32, "cache_media": 16, "direct_fraction": 0.0,
-             "num_workers": 0},
+    "data": {"sources": [{"component": {"_component_": SYNTH, "split": "train", "frame_size": 32}}],
+             "cache_media": 16, "direct_fraction": 0.0, "num_workers": 0},
     "optim": {"lr": 5e-3, "batch_size": 4, "max_steps": 40, "warmup_steps": 5},
     "run": {"out_dir": "unused", "save_every": 1000},
 }
@@ -46,22 +55,21 @@ def write_recipes(folder: Path) -> Path:
     folder.mkdir()
     direct = {**SFT, "data": {**SFT["data"], "direct_fraction": 1.0}, "optim": {**SFT["optim"], "max_steps": 10}}
     text = {**SFT, "model": {"source": "unused", "train": ["llm"]},
-            "data": {**SFT["data"], "sources": [{"synthetic": "train", "task": "text"}]},
+            "data": {**SFT["data"], "sources": [curriculum(task="text")]},
             "optim": {**SFT["optim"], "max_steps": 5}}
     copying = {**text, "data": {**text["data"], "sources": [
-        {"synthetic": "train", "task": "text", "families": ["cross_modal_counting"], "first_steps": 1}]}}
+        curriculum(task="text", families=["cross_modal_counting"], first_steps=1)]}}
     ground = {**SFT, "data": {**SFT["data"], "sources": [
-        {"synthetic": "train", "task": "describe"},
-        {"synthetic": "train", "families": ["cross_modal_counting"], "first_steps": 1}]},
+        curriculum(task="describe"), curriculum(families=["cross_modal_counting"], first_steps=1)]},
         "optim": {**SFT["optim"], "max_steps": 5}}
     answer = {**text, "data": {**text["data"], "sources": [
-        {"synthetic": "train", "task": "text", "loss_last_steps": 2}]}}
+        curriculum(task="text", loss_last_steps=2)]}}
     options = {**SFT, "model": {"source": "unused", "train": ["llm"]},
-               "data": {**SFT["data"], "sources": [{"synthetic": "train", "task": "options"}],
-                        "option_letter_weight": 5.0},
+               "data": {**SFT["data"], "sources": [curriculum(task="options")],
+                        "objective": {"_component_": OPTION_LETTERS, "weight": 5.0}},
                "optim": {**SFT["optim"], "max_steps": 5}}
-    letters = {**options, "data": {**SFT["data"], "option_letter_weight": 1.0}}
-    lookup = {**letters, "data": {**letters["data"], "sources": [{"synthetic": "train", "step_format": "lookup"}]}}
+    letters = {**options, "data": {**SFT["data"], "objective": {"_component_": OPTION_LETTERS, "weight": 1.0}}}
+    lookup = {**letters, "data": {**letters["data"], "sources": [curriculum(step_format="lookup")]}}
     recipes = {"mini-perception.yaml": PERCEPTION, "mini-copy.yaml": copying, "mini-text.yaml": text,
                "mini-answer.yaml": answer,
                "mini-ground.yaml": ground, "mini-sft.yaml": SFT, "mini-options.yaml": options,

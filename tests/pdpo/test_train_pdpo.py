@@ -17,7 +17,8 @@ from salmonn_o1.train.sft import run_sft
 @pytest.fixture(scope="module")
 def sft_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("sft")
-    recipe = load_recipe(None, ["model.source=tiny", "data.sources=[{synthetic: train}]", "data.synthetic_size=32",
+    synth = "{component: {_component_: salmonn_o1.data.synthetic.sft_source.SynthSource, split: train, frame_size: 32}}"
+    recipe = load_recipe(None, ["model.source=tiny", f"data.sources=[{synth}]",
                                 "optim.lr=5e-3", "optim.batch_size=4", "optim.max_steps=40", "optim.warmup_steps=5",
                                 "data.cache_media=16", "data.direct_fraction=0", f"run.out_dir={out}",
                                 "run.save_every=1000"])

@@ -29,8 +29,12 @@ def synth_files(tmp_path_factory):
     return write_synth_items(tmp_path_factory.mktemp("synth"), "train", [0, 1, 2, 3])
 
 
+# AVR-Synth train clips rendered on the fly at 32 px, as a recipe names the source (an override value)
+SYNTH_TRAIN = "{component: {_component_: salmonn_o1.data.synthetic.sft_source.SynthSource, split: train, frame_size: 32}}"
+
+
 def tiny_recipe(out_dir, *overrides: str):
-    base = ["model.source=tiny", "data.sources=[{synthetic: train}]", "data.synthetic_size=32",
+    base = ["model.source=tiny", f"data.sources=[{SYNTH_TRAIN}]",
             "optim.lr=1e-3", "optim.batch_size=2", "optim.max_steps=4", "optim.warmup_steps=1",
             "run.save_every=100", "run.eval_every=0", f"run.out_dir={out_dir}"]
     return load_recipe(None, [*base, *overrides])

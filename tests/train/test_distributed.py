@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SYNTH_TRAIN
 
 ROOT = Path(__file__).parents[2]
-OVERRIDES = ["model.source=tiny", "data.sources=[{synthetic: train}]", "data.synthetic_size=32",
+OVERRIDES = ["model.source=tiny", f"data.sources=[{SYNTH_TRAIN}]",
              "optim.batch_size=4", "optim.max_steps=4", "optim.lr=1e-3", "run.save_every=2", "run.eval_every=0",
              "data.length_grouping=false"]
 

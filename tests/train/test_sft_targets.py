@@ -1,12 +1,20 @@
-"""The SFT targets: two turns like the released model is used; loss only on assistant tokens."""
+"""The SFT targets: two turns like the released model is used; loss only on assistant tokens.
+The sources: items files and recipe-named components behind one small protocol."""
 
 from __future__ import annotations
 
+import pytest
+
 from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.data.synthetic import generate_item, render_media
+from salmonn_o1.data.synthetic.sft_source import SynthSource
+from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import SalmonnO1Processor
 from salmonn_o1.prompts import FINAL_ANSWER_QUESTION
-from salmonn_o1.train.sft_data import sft_conversation
+from salmonn_o1.train.recipe import DataRecipe, DataSource
+from salmonn_o1.train.sft_data import STEPS_TARGET, ItemSource, SFTExamples, open_source, sft_conversation
+
+SYNTH = "salmonn_o1.data.synthetic.sft_source.SynthSource"
 
 
 def test_reasoning_and_direct_conversations():
@@ -52,112 +60,65 @@ def test_label_mask_covers_exactly_the_assistant_tokens(tokenizer, tiny_config):
     assert labelled == sum(len(r) for r in runs) < len(ids) // 2
 
 
-def test_the_text_task_asks_the_question_about_the_description_without_media(tokenizer, tiny_config):
-    from salmonn_o1.data.synthetic.describe import describe_steps, text_item
-    from salmonn_o1.train.recipe import DataSource
-    from salmonn_o1.train.sft_data import ItemSource
+def test_a_steps_target_item_is_one_turn_of_numbered_steps():
+    item = generate_item("train", 5).item
+    item.extras[STEPS_TARGET] = True
+    turns = sft_conversation(item, reasoning=True)
+    assert [t["role"] for t in turns] == ["user", "assistant"] and turns[0]["content"] == item.question
+    assert turns[1]["content"] == "\n".join(f"{i}. {s}<end_of_step>" for i, s in enumerate(item.steps, start=1))
+
+
+def test_a_recipe_source_is_an_items_file_or_a_component_built_with_the_processor(tokenizer, tiny_config, synth_files):
+    processor = SalmonnO1Processor(tokenizer, tiny_config)
+    items_path, items = synth_files
+    from_file = open_source(DataSource(path=str(items_path)), processor)
+    assert isinstance(from_file, ItemSource) and from_file.size == len(items) and from_file.name == str(items_path)
+    assert from_file.item(2) == items[2] and from_file.media(2).num_frames > 0
+    spec = DataSource(component={"_component_": SYNTH, "split": "dev", "first_index": 4, "frame_size": 32})
+    synth = open_source(spec, processor)
+    assert isinstance(synth, SynthSource) and synth.size is None and synth.name == "avr-synth:dev"
+    assert synth.item(1) == generate_item("dev", 5).item
+    rendered = processor.media_features(render_media(generate_item("dev", 5), fps=tiny_config.frames_per_second, size=32))
+    assert (synth.media(1).pixel_values == rendered.pixel_values).all()
+    for bad, message in ((DataSource(), "exactly one of path or component"),
+                         (DataSource(path=str(items_path), component={"_component_": SYNTH, "split": "train"}),
+                          "exactly one"),
+                         (DataSource(component={"_component_": SYNTH, "split": "train"}, weight=0), "weight"),
+                         (DataSource(component={"_component_": SYNTH, "split": "valid"}), "unknown split"),
+                         (DataSource(component={"_component_": "salmonn_o1.prompts.OPTION_LETTERS"}), "cannot build"),
+                         (DataSource(component={"_component_": "collections.Counter"}), "not an item source")):
+        with pytest.raises(RecipeError, match=message):
+            open_source(bad, processor)
+
+
+def test_the_plan_draws_sources_by_weight_and_shuffles_files_per_pass(tokenizer, tiny_config, synth_files):
+    processor = SalmonnO1Processor(tokenizer, tiny_config)
+    items_path, items = synth_files
+    recipe = DataRecipe(sources=[DataSource(path=str(items_path), weight=3.0),
+                                 DataSource(component={"_component_": SYNTH, "split": "train"})], direct_fraction=0.5)
+    examples = SFTExamples(recipe, processor, total=40, seed=1)
+    again = SFTExamples(recipe, processor, total=40, seed=1)
+    assert examples.slots == again.slots  # fixed up front by the seed: a resumed run sees the same data
+    from_file = [slot.index for slot in examples.slots if slot.source == 0]
+    for start in range(0, len(from_file) - len(items) + 1, len(items)):  # every item once per pass
+        assert sorted(from_file[start:start + len(items)]) == list(range(len(items)))
+    streamed = [slot.index for slot in examples.slots if slot.source == 1]
+    assert streamed == list(range(len(streamed)))  # an unbounded source is read in order
+    assert 20 < len(from_file) < 40 and {slot.reasoning for slot in examples.slots} == {True, False}
+
+
+def test_a_source_may_mask_labels_of_the_reasoning_examples(tokenizer, tiny_config):
+    class LastTokenOnly(SynthSource):
+        def mask_labels(self, input_ids, labels, reasoning):
+            if not reasoning:
+                return labels
+            last = max(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+            return [label if i == last else IGNORE_INDEX for i, label in enumerate(labels)]
 
     processor = SalmonnO1Processor(tokenizer, tiny_config)
-    source = ItemSource(DataSource(synthetic="train", task="text", first_index=7), processor, synthetic_size=32)
-    item, original = source.item(0), generate_item("train", 7)
-    assert source.media(0) is None
-    assert describe_steps(original.timeline)[0] in item.question and item.question.endswith(original.item.question)
-    assert (item.options, item.answer, item.steps) == (original.item.options, original.item.answer, original.item.steps)
-    assert item == text_item("train", 7)
-    encoded = processor.encode(sft_conversation(item, reasoning=True), None, add_generation_prompt=False)
-    assert tiny_config.media_token_id not in encoded.input_ids
-
-
-def test_curriculum_sources_pick_families_and_truncate_the_target(tokenizer, tiny_config):
-    import pytest
-
-    from salmonn_o1.errors import RecipeError
-    from salmonn_o1.train.recipe import DataSource
-    from salmonn_o1.train.sft_data import ItemSource
-
-    processor = SalmonnO1Processor(tokenizer, tiny_config)
-    spec = DataSource(synthetic="train", task="text", first_index=59,  # not a multiple of the 6 families
-                      families=["temporal_order", "cross_modal_counting"], first_steps=1)
-    source = ItemSource(spec, processor, synthetic_size=32)
-    items = [source.item(i) for i in range(6)]
-    assert [it.category for it in items] == ["cross_modal_counting", "temporal_order"] * 3
-    assert len({it.id for it in items}) == 6 and all(it.extras["index"] >= 60 for it in items)
-    for item in items:
-        full = generate_item("train", item.extras["index"]).item
-        assert item.steps == full.steps[:1]
-        turns = sft_conversation(item, reasoning=True)
-        # a prefix of the solution: one turn of numbered steps, no answer step and no answer turn
-        assert [t["role"] for t in turns] == ["user", "assistant"]
-        assert turns[1]["content"] == f"1. {full.steps[0]}<end_of_step>"
-    for bad in (dict(families=["juggling"]), dict(families=[]), dict(first_steps=-1)):
-        with pytest.raises(RecipeError):
-            ItemSource(DataSource(synthetic="train", **bad), processor, synthetic_size=32)
-
-
-def test_loss_last_steps_keeps_the_reasoning_as_context_and_learns_only_its_conclusion(tokenizer, tiny_config):
-    from salmonn_o1.train.recipe import DataRecipe, DataSource
-    from salmonn_o1.train.sft_data import SFTExamples
-
-    processor = SalmonnO1Processor(tokenizer, tiny_config)
-    spec = DataSource(synthetic="train", task="text", families=["temporal_order"], loss_last_steps=2)
-    examples = SFTExamples(DataRecipe(sources=[spec]), processor, total=3, seed=0)
-    full = SFTExamples(DataRecipe(sources=[DataSource(synthetic="train", task="text", families=["temporal_order"])]),
-                       processor, total=3, seed=0)
-    for position in range(3):
-        masked, plain = examples[position], full[position]
-        item = examples.sources[0].item(examples.slots[position].index)
-        assert masked.input_ids == plain.input_ids  # the earlier steps are still in the input
-        learnt = tokenizer.decode([t for t, label in zip(masked.input_ids, masked.labels) if label != IGNORE_INDEX])
-        last, conclusion = len(item.steps), f"The answer is {item.answer}."
-        assert learnt.startswith(f"\n{last}. {item.steps[-1]}<end_of_step>\n{last + 1}. {conclusion}")
-        assert learnt.endswith(f"{conclusion}<|im_end|>")  # the answer turn still carries the loss
-        assert item.steps[0] not in learnt
-        assert sum(label != IGNORE_INDEX for label in masked.labels) < sum(label != IGNORE_INDEX for label in plain.labels)
-
-
-def test_option_letter_weight_adds_the_weighted_loss_of_exactly_the_option_letters(tokenizer, tiny_config, tiny_model):
-    import torch
-
-    from salmonn_o1.train.recipe import DataRecipe, DataSource
-    from salmonn_o1.train.sft_data import SFTExamples, SFTObjective
-
-    processor = SalmonnO1Processor(tokenizer, tiny_config)
-    spec = DataSource(synthetic="train", task="text", families=["visual_only", "audio_only"])
-    examples = SFTExamples(DataRecipe(sources=[spec]), processor, total=4, seed=0)
-    plain, weighted = SFTObjective(processor), SFTObjective(processor, option_letter_weight=3.0)
-    batch = plain.collate([examples[i] for i in range(4)])
-    letters = weighted.option_letters(batch["input_ids"], batch["labels"])
-    items = [examples.sources[0].item(examples.slots[i].index) for i in range(4)]
-    for row, item in enumerate(items):  # one "is option X." per reasoning turn
-        assert tokenizer.decode(batch["input_ids"][row][letters[row]]).strip() == item.answer
-    tiny_model.eval()
-    with torch.no_grad():
-        base, _ = plain.loss(tiny_model, batch)
-        total, logged = weighted.loss(tiny_model, batch)
-        logits = tiny_model(**{k: v for k, v in batch.items() if k not in ("labels", "num_tokens")}).logits
-    log_probs = torch.log_softmax(logits[:, :-1].float(), -1)
-    shifted = letters[:, 1:]
-    letter_loss = -log_probs[shifted].gather(-1, batch["labels"][:, 1:][shifted][:, None]).mean()
-    assert abs(logged["loss"] - float(base)) < 1e-4  # the plain part is the model's own loss
-    assert abs(float(total) - float(base) - 3.0 * float(letter_loss)) < 1e-4
-
-
-def test_the_lookup_step_format_rewrites_only_the_cross_modal_targets(tokenizer, tiny_config):
-    import pytest
-
-    from salmonn_o1.errors import RecipeError
-    from salmonn_o1.train.recipe import DataSource
-    from salmonn_o1.train.sft_data import ItemSource
-
-    processor = SalmonnO1Processor(tokenizer, tiny_config)
-    gold = ItemSource(DataSource(synthetic="train"), processor, synthetic_size=32)
-    lookup = ItemSource(DataSource(synthetic="train", step_format="lookup"), processor, synthetic_size=32)
-    for i in range(12):
-        plain, rewritten = gold.item(i), lookup.item(i)
-        if plain.category in ("cross_modal_alignment", "cross_modal_counting", "temporal_order"):
-            assert rewritten.steps == plain.extras["lookup_steps"] != plain.steps
-        else:
-            assert rewritten.steps == plain.steps
-        assert (rewritten.answer, rewritten.options) == (plain.answer, plain.options)
-    with pytest.raises(RecipeError, match="step_format"):
-        ItemSource(DataSource(synthetic="train", step_format="lookups"), processor, synthetic_size=32)
+    examples = SFTExamples(DataRecipe(sources=[DataSource(component={"_component_": SYNTH, "split": "train"})],
+                                      direct_fraction=0.5), processor, total=6, seed=0)
+    examples.sources[0] = LastTokenOnly(processor, split="train", frame_size=32)
+    for position, slot in enumerate(examples.slots):
+        labelled = sum(label != IGNORE_INDEX for label in examples[position].labels)
+        assert (labelled == 1) == slot.reasoning

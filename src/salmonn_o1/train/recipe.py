@@ -44,21 +44,17 @@ class ModelRecipe:
 
 @dataclass
 class DataSource:
-    """Items from a file on disk (`path`), or AVR-Synth rendered on the fly (`synthetic: train`)."""
+    """One SFT data source: a JSONL items file (`path`), or a component the recipe names.
+
+    `component` is `{"_component_": "package.module.Name", **kwargs}`; it is built with
+    `processor=` added and must have the shape of `salmonn_o1.train.sft_data.ItemSource`
+    (items and media by index). Generated data and curriculum devices come in this way, so the
+    core data code knows no data set by name.
+    """
 
     path: str | None = None
-    synthetic: str | None = None
-    weight: float = 1.0
-    first_index: int = 0  # synthetic: index of the first clip of the split used
-    task: str = "qa"  # synthetic: "qa" (its question), "describe" (dense timeline description) or
-    # "text" (the question asked about the description, no media: reasoning learnt from text) or
-    # "options" (no clip: "Which option is the purple circle?", the option-letter look-up alone)
-    families: list[str] | None = None  # synthetic: only these question families (curriculum stages)
-    first_steps: int = 0  # > 0: the target is only the first k gold steps, one turn (curriculum stages)
-    loss_last_steps: int = 0  # > 0: the earlier steps stay as context but only the last k steps of
-    # the reasoning turn and the answer turn carry the loss (curriculum stages)
-    step_format: str = "gold"  # "lookup": the cross-modal families' gold steps rewritten as look-ups
-    # of the frame at a time ("At 9.0 s the screen shows the green square."); other items unchanged
+    component: dict[str, Any] | None = None
+    weight: float = 1.0  # share of the run's examples drawn from this source
 
 
 @dataclass
@@ -69,11 +65,11 @@ class DataRecipe:
     num_workers: int = 0
     length_grouping: bool = True
     group_factor: int = 16  # batches per length-sorted pool
-    synthetic_size: int = 64  # pixels of frames rendered on the fly
     cache_media: int = 0  # keep this many decoded items' features in memory (small sets, many epochs)
     dev: DataSource | None = None  # a fixed dev subset for periodic evaluation
     dev_items: int = 16
-    option_letter_weight: float = 0.0  # > 0: SFT adds this times the mean loss on option letters
+    objective: dict[str, Any] | None = None  # a component in place of the plain SFT objective
+    # (`{"_component_": ..., **kwargs}`, built with `processor=`): e.g. an extra loss on some tokens
 
 
 @dataclass

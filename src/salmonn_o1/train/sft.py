@@ -13,7 +13,14 @@ from salmonn_o1.inference import Question, SalmonnO1Pipeline
 from salmonn_o1.processor import MediaFeatures, SalmonnO1Processor
 from salmonn_o1.train.model_setup import build_model
 from salmonn_o1.train.recipe import DataSource, Recipe, load_recipe
-from salmonn_o1.train.sft_data import PARTIAL_TARGET, ItemSource, SFTExamples, SFTObjective, sft_conversation
+from salmonn_o1.train.sft_data import (
+    STEPS_TARGET,
+    SFTExamples,
+    SFTObjective,
+    build_objective,
+    open_source,
+    sft_conversation,
+)
 from salmonn_o1.train.trainer import Trainer, TrainResult
 
 
@@ -31,9 +38,8 @@ def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 class DevEvaluation:
     """Dev loss and answer accuracy (two-turn reasoning through the inference pipeline) on a fixed subset."""
 
-    def __init__(self, spec: DataSource, processor: SalmonnO1Processor, n: int, synthetic_size: int,
-                 max_new_tokens: int = 256):
-        source = ItemSource(spec, processor, synthetic_size)
+    def __init__(self, spec: DataSource, processor: SalmonnO1Processor, n: int, max_new_tokens: int = 256):
+        source = open_source(spec, processor)
         count = n if source.size is None else min(n, source.size)
         self.items: list[Item] = [source.item(i) for i in range(count)]
         self.features: list[MediaFeatures | None] = [source.media(i) for i in range(count)]
@@ -50,8 +56,8 @@ class DevEvaluation:
         out = model(**inputs)
         report = {"dev_loss": round(float(out.loss), 5),
                   "dev_token_accuracy": round(token_accuracy(out.logits, inputs["labels"]), 4)}
-        if any(item.extras.get(PARTIAL_TARGET) for item in self.items):
-            return report  # a curriculum stage's prefix targets have no answer to score
+        if any(item.extras.get(STEPS_TARGET) for item in self.items):
+            return report  # steps-only targets (descriptions, solution prefixes) have no answer to score
         pipe = SalmonnO1Pipeline(model, self.processor)
         questions = [Question(f, item.question, item.options or None, True) for item, f in zip(self.items, self.features)]
         results = pipe.ask_batch(questions, max_new_tokens=self.max_new_tokens)
@@ -71,8 +77,8 @@ def build_sft(recipe: Recipe) -> Trainer:
     dataset = SFTExamples(recipe.data, processor, total, recipe.run.seed)
     evaluate = None
     if recipe.data.dev is not None and recipe.run.eval_every:
-        evaluate = DevEvaluation(recipe.data.dev, processor, recipe.data.dev_items, recipe.data.synthetic_size)
-    objective = SFTObjective(processor, recipe.data.option_letter_weight)
+        evaluate = DevEvaluation(recipe.data.dev, processor, recipe.data.dev_items)
+    objective = build_objective(recipe.data, processor)
     return Trainer(recipe, model, processor, dataset, objective, evaluate)
 
 

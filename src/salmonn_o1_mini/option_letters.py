@@ -1,0 +1,50 @@
+"""The option-letter loss: SFT with extra weight on the letter after " option".
+
+In "The purple cross is option A." the letter is one target token in a hundred, so the plain
+mean loss barely trains the look-up of a two-word option among similar ones. Weighted on short
+`task: options` items it is learnt; weighted on real items it is then kept (the mini-options and
+mini-letters stages). A recipe asks for it in place of the plain SFT objective:
+
+    data:
+      objective: {_component_: salmonn_o1_mini.option_letters.OptionLetterObjective, weight: 5.0}
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from salmonn_o1.chat import IGNORE_INDEX
+from salmonn_o1.processor import SalmonnO1Processor
+from salmonn_o1.train.sft_data import SFTObjective
+
+OPTION_WORD = " option"  # the letter is the token after this word in the gold steps
+
+
+class OptionLetterObjective(SFTObjective):
+    """The SFT loss plus `weight` times the mean loss on the option letters (0: the plain loss)."""
+
+    def __init__(self, processor: SalmonnO1Processor, weight: float = 1.0):
+        super().__init__(processor)
+        self.weight = weight
+        self.option_id = processor.tokenizer(OPTION_WORD, add_special_tokens=False).input_ids[-1]
+
+    def option_letters(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mask of the target tokens that follow " option" (the letters the weight trains)."""
+        after_option = torch.zeros_like(labels, dtype=torch.bool)
+        after_option[:, 1:] = input_ids[:, :-1] == self.option_id
+        return after_option & (labels != IGNORE_INDEX)
+
+    def loss(self, model, batch: dict) -> tuple:
+        if self.weight <= 0:
+            return super().loss(model, batch)
+        inputs = {k: v for k, v in batch.items() if k != "num_tokens"}
+        labels = inputs.pop("labels")
+        logits = model(**inputs).logits[:, :-1].float()
+        targets = labels[:, 1:]
+        per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none")
+        plain = per_token.sum() / (targets != IGNORE_INDEX).sum().clamp(min=1)
+        letters = self.option_letters(inputs["input_ids"], labels)[:, 1:]
+        letter_loss = per_token[letters].mean() if letters.any() else plain.new_zeros(())
+        loss = plain + self.weight * letter_loss
+        return loss, {"loss": float(plain.detach()), "option_letter_loss": float(letter_loss.detach())}
