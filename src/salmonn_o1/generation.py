@@ -1,11 +1,12 @@
-"""Token-by-token decoding over the LLM with a KV cache that outlives one turn.
+"""Token-by-token decoding with a KV cache that outlives one turn.
 
 `transformers.generate` cannot continue a conversation from its own cache
 with new user tokens appended, which the two-turn reasoning protocol needs
 ("What is the final answer...?" after the reasoning) without re-encoding the
 video. This loop can: a `DecodeState` keeps the cache, the attention mask
 (holes where finished samples idled) and the last sampled token of each
-sample, which is not in the cache yet.
+sample, which is not in the cache yet. `salmonn_o1.decoding.Decoder` drives
+it; it runs the model's own forward over embeddings (media already spliced).
 """
 
 from __future__ import annotations
@@ -75,15 +76,14 @@ def pick_next(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.G
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 
 
-def _forward(language_model: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, cache, new_len: int):
+def _forward(model: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, cache, new_len: int):
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -new_len:]
-    out = language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache,
-                         use_cache=True)
+    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
     return out.logits[:, -1], out.cache
 
 
 def decode(
-    language_model: nn.Module,
+    model: nn.Module,
     inputs_embeds: torch.Tensor,
     attention_mask: torch.Tensor,
     sampling: SamplingConfig,
@@ -94,13 +94,15 @@ def decode(
 ) -> DecodeResult:
     """Feed `inputs_embeds` (after `state`, if continuing) and generate until every sample stops.
 
+    model: has `get_input_embeddings()` and a forward taking inputs_embeds, attention_mask,
+    position_ids, cache and use_cache (`SalmonnO1ForConditionalGeneration` does).
     inputs_embeds: (B, L, H) new positions; attention_mask: (B, L) for them (left padding allowed).
     on_token(sample_index, token_id) is called for every generated token (for streaming).
     """
     generator = None
     if sampling.do_sample:
         generator = torch.Generator().manual_seed(sampling.seed if sampling.seed is not None else 0)
-    embed = language_model.get_input_embeddings()
+    embed = model.get_input_embeddings()
     batch = inputs_embeds.shape[0]
     device = inputs_embeds.device
     cache = None
@@ -112,7 +114,7 @@ def decode(
         mask = torch.cat([state.attention_mask, pending_mask, mask], dim=1)
         cache = state.cache
     new_len = inputs_embeds.shape[1]
-    logits, cache = _forward(language_model, inputs_embeds, mask, cache, new_len)
+    logits, cache = _forward(model, inputs_embeds, mask, cache, new_len)
     passes, fed = 1, new_len
     tokens: list[list[int]] = [[] for _ in range(batch)]
     stopped = [False] * batch
@@ -134,7 +136,7 @@ def decode(
         feed = torch.tensor(sampling_now, device=device)
         last = torch.where(feed, next_ids, torch.full_like(next_ids, pad_token_id))
         mask = torch.cat([mask, feed.long().unsqueeze(1)], dim=1)
-        logits, cache = _forward(language_model, embed(last).unsqueeze(1), mask, cache, 1)
+        logits, cache = _forward(model, embed(last).unsqueeze(1), mask, cache, 1)
         passes += 1
         fed += 1
     result_state = DecodeState(cache=cache, attention_mask=mask, pending=pending,

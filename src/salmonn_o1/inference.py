@@ -5,6 +5,8 @@ the final answer to the question based on your thinking steps?" to the same
 conversation and generates the answer, continuing from turn 1's KV cache
 instead of re-encoding the video (the release re-encodes everything).
 Many questions about one video share one encoding of its frames and audio.
+The pipeline turns files and questions into prompt ids and reads the answers
+out; the decoding itself is `salmonn_o1.decoding.Decoder`'s.
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ from __future__ import annotations
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from salmonn_o1.chat import follow_up_ids
-from salmonn_o1.generation import SamplingConfig, decode
+from salmonn_o1.decoding import Decoder
+from salmonn_o1.generation import SamplingConfig
 from salmonn_o1.processor import MediaFeatures, MediaInput, SalmonnO1Processor
-from salmonn_o1.prompts import FINAL_ANSWER_QUESTION, IM_END, format_question
+from salmonn_o1.prompts import format_question
 from salmonn_o1.reasoning import split_steps
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "mini"
@@ -89,13 +91,10 @@ class SalmonnO1Pipeline:
     def __init__(self, model, processor: SalmonnO1Processor):
         self.model = model
         self.processor = processor
-        tokenizer = processor.tokenizer
-        self.im_end_id = tokenizer.convert_tokens_to_ids(IM_END)
-        self.stop_ids = {self.im_end_id}
-        if tokenizer.eos_token_id is not None:
-            self.stop_ids.add(tokenizer.eos_token_id)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.im_end_id
-        self.encoder_calls = 0  # media encodings run, for tests and benchmarks
+        self.decoder = Decoder.from_tokenizer(model, processor.tokenizer)
+        self.im_end_id = self.decoder.ids.im_end_id
+        self.stop_ids = self.decoder.ids.stop_ids
+        self.pad_id = self.decoder.ids.pad_id
 
     @classmethod
     def from_pretrained(
@@ -110,6 +109,11 @@ class SalmonnO1Pipeline:
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    @property
+    def encoder_calls(self) -> int:
+        """Media encodings run so far (for tests and benchmarks)."""
+        return self.decoder.encoder_calls
 
     # ---- public API ----
     def ask(self, media: MediaInput, question: str, options: list[str] | None = None, reasoning: bool = True,
@@ -156,20 +160,14 @@ class SalmonnO1Pipeline:
         sampling = SamplingConfig(**generation)
         started = time.perf_counter()
         features = [self.features(q.media) for q in questions]
-        sequences = self._encode_unique(features)
-        prompts = [self._prompt_text(q) for q in questions]
-        samples = [self.processor.encode(p, f) for p, f in zip(prompts, features)]
-        batch = self.processor.collate(samples, padding_side="left")
-        input_ids = batch["input_ids"].to(self.device)
-        attention_mask = batch["attention_mask"].to(self.device)
-        embeds = self.model.splice_media(input_ids, sequences)
+        rows = [self.processor.encode(self._prompt_text(q), f).input_ids for q, f in zip(questions, features)]
+        media = self.decoder.encode_media(features)
         encoded = time.perf_counter()
 
         on_token = None
         if stream is not None and len(questions) == 1:
             on_token = _Streamer(self.processor.tokenizer, stream, self.stop_ids)
-        first = decode(self.model.language_model, embeds, attention_mask, sampling, self.stop_ids, self.pad_id,
-                       on_token=on_token)
+        first = self.decoder.generate(rows, media, sampling, on_token=on_token)
         turn1 = time.perf_counter()
         texts = [self._text(t) for t in first.tokens]
 
@@ -177,17 +175,11 @@ class SalmonnO1Pipeline:
         second = None
         needs_answer = [q.reasoning for q in questions]
         if any(needs_answer):
-            follow = torch.tensor([follow_up_ids(self.processor.tokenizer, FINAL_ANSWER_QUESTION)] * len(questions),
-                                  device=self.device)
-            answer_sampling = SamplingConfig(
-                **{**asdict(sampling), "max_new_tokens": answer_max_new_tokens or sampling.max_new_tokens}
-            )
+            answer_sampling = replace(sampling, max_new_tokens=answer_max_new_tokens or sampling.max_new_tokens)
             if reuse_cache:
-                second = decode(self.model.language_model, self.model.get_input_embeddings()(follow),
-                                torch.ones_like(follow), answer_sampling, self.stop_ids, self.pad_id,
-                                state=first.state)
+                second = self.decoder.answer_turn(first, answer_sampling)
             else:
-                second = self._answer_from_scratch(samples, features, first.tokens, follow, answer_sampling)
+                second = self.decoder.answer_turn_from_scratch(rows, first, features, answer_sampling)
             answers = [self._text(t) if needs else text
                        for t, needs, text in zip(second.tokens, needs_answer, texts)]
         finished = time.perf_counter()
@@ -206,42 +198,13 @@ class SalmonnO1Pipeline:
                 raw_text=raw,
                 timings={"encode_s": encoded - started, "reasoning_s": turn1 - encoded,
                          "answer_s": finished - turn1, "total_s": finished - started},
-                tokens={"prompt": int(attention_mask[i].sum()), "reasoning": len(first.tokens[i]),
+                tokens={"prompt": len(rows[i]), "reasoning": len(first.tokens[i]),
                         "answer": len(second.tokens[i]) if second is not None and q.reasoning else 0},
             ))
         return results
 
-    def _answer_from_scratch(self, samples, features, reasoning_tokens, follow, sampling):
-        """The release's second turn: re-encode the media, prefill prompt + reasoning + follow-up."""
-        from salmonn_o1.processor import EncodedSample
-
-        continued = []
-        for sample, reasoning, follow_ids in zip(samples, reasoning_tokens, follow):
-            ids = sample.input_ids + reasoning + follow_ids.tolist()
-            continued.append(EncodedSample(ids, [-100] * len(ids), sample.media))
-        batch = self.processor.collate(continued, padding_side="left")
-        embeds = self.model.splice_media(batch["input_ids"].to(self.device), self._encode_unique(features))
-        return decode(self.model.language_model, embeds, batch["attention_mask"].to(self.device), sampling,
-                      self.stop_ids, self.pad_id)
-
     def _prompt_text(self, q: Question) -> str:
         return format_question(q.question, q.options, reasoning=q.reasoning)
-
-    def _encode_unique(self, features: list[MediaFeatures | None]) -> list[torch.Tensor | None]:
-        """Encode each distinct media input once, however many questions ask about it."""
-        from salmonn_o1.processor import collate_media
-
-        cache: dict[int, torch.Tensor | None] = {}
-        for f in features:
-            if f is None or id(f) in cache:
-                continue
-            batch = {k: v.to(self.device) for k, v in collate_media([f]).items()}
-            cache[id(f)] = self.model.encode_media(
-                batch.get("pixel_values"), batch.get("input_features"), batch["media_kind"],
-                batch["frames_per_sample"], batch["chunks_per_sample"], batch["durations"], batch.get("frame_times"),
-            )[0]
-            self.encoder_calls += 1
-        return [None if f is None else cache[id(f)] for f in features]
 
     def _text(self, tokens: list[int]) -> str:
         tokens = [t for t in tokens if t not in self.stop_ids]

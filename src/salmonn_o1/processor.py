@@ -3,7 +3,8 @@
 Two steps, usable separately: `encode(messages, media)` turns one sample into
 ids, labels and media features (cheap to do in DataLoader workers), and
 `collate(samples, padding_side)` pads a batch ("left" for generation,
-"right" for training). `__call__` does both, the `transformers` way.
+"right" for training) and stacks its media into one `MediaBatch`.
+`__call__` does both, the `transformers` way: `model(**processor(...))`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from transformers.utils import CONFIG_NAME
 from salmonn_o1.chat import IGNORE_INDEX, encode_conversation
 from salmonn_o1.config import SalmonnO1Config
 from salmonn_o1.media_types import DecodedMedia
-from salmonn_o1.model.interleave import media_token_count, spec_for
-from salmonn_o1.model.modeling import KIND_ID
+from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
 from salmonn_o1.tokenizer import load_tokenizer
 
 # Older directories hold a second copy of the model config here ({"model_config": {...}}); it is read
@@ -29,26 +29,7 @@ from salmonn_o1.tokenizer import load_tokenizer
 LEGACY_PROCESSOR_CONFIG = "processor_config.json"
 MediaInput = str | Path | DecodedMedia | None
 
-
-@dataclass
-class MediaFeatures:
-    """One sample's media as tensors, plus what the interleaving needs to know."""
-
-    kind: str
-    pixel_values: torch.Tensor | None  # (F, 3, S, S)
-    input_features: torch.Tensor | None  # (C, mel, 3000)
-    frame_times: torch.Tensor  # (F,)
-    duration: float
-    token_count: int
-    has_audio: bool = True
-
-    @property
-    def num_frames(self) -> int:
-        return 0 if self.pixel_values is None else int(self.pixel_values.shape[0])
-
-    @property
-    def num_chunks(self) -> int:
-        return 0 if self.input_features is None else int(self.input_features.shape[0])
+__all__ = ["EncodedSample", "MediaBatch", "MediaFeatures", "MediaInput", "SalmonnO1Processor"]
 
 
 @dataclass
@@ -132,16 +113,8 @@ class SalmonnO1Processor:
         frame_times = torch.as_tensor(np.asarray(decoded.frame_times, dtype=np.float32))
         if decoded.kind == "audio":
             frame_times = torch.zeros(0)
-        spec = spec_for(
-            config, decoded.kind,
-            num_frames=0 if pixel_values is None else pixel_values.shape[0],
-            num_chunks=0 if input_features is None else input_features.shape[0],
-            duration=decoded.duration, frame_times=tuple(frame_times.tolist()),
-        )
-        return MediaFeatures(
-            kind=decoded.kind, pixel_values=pixel_values, input_features=input_features, frame_times=frame_times,
-            duration=float(decoded.duration), token_count=media_token_count(spec), has_audio=decoded.has_audio,
-        )
+        return MediaFeatures.build(config, decoded.kind, pixel_values, input_features, frame_times,
+                                   decoded.duration, has_audio=decoded.has_audio)
 
     # ---- text ----
     def encode(
@@ -161,8 +134,11 @@ class SalmonnO1Processor:
         )
         return EncodedSample(encoded.input_ids, encoded.labels, features)
 
-    def collate(self, samples: list[EncodedSample], padding_side: str = "left") -> dict[str, torch.Tensor]:
-        """Pad a batch: "left" for generation, "right" (with labels) for training."""
+    def collate(self, samples: list[EncodedSample], padding_side: str = "left") -> dict[str, torch.Tensor | MediaBatch]:
+        """Pad a batch: "left" for generation, "right" (with labels) for training.
+
+        Returns input_ids, attention_mask, labels (B, L) and media (a `MediaBatch`).
+        """
         pad_id = self.tokenizer.pad_token_id
         length = max(len(s.input_ids) for s in samples)
         input_ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
@@ -174,9 +150,8 @@ class SalmonnO1Processor:
             input_ids[i, span] = torch.tensor(sample.input_ids)
             labels[i, span] = torch.tensor(sample.labels)
             attention_mask[i, span] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        batch.update(collate_media([s.media for s in samples]))
-        return batch
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+                "media": MediaBatch.collate([s.media for s in samples])}
 
     def __call__(
         self,
@@ -187,8 +162,8 @@ class SalmonnO1Processor:
         images: MediaInput | list[MediaInput] = None,
         add_generation_prompt: bool = True,
         padding_side: str = "left",
-    ) -> dict[str, torch.Tensor]:
-        """`processor(text|messages, videos=..., audios=..., images=...)` -> dict of tensors.
+    ) -> dict[str, torch.Tensor | MediaBatch]:
+        """`processor(text|messages, videos=..., audios=..., images=...)` -> the model's inputs.
 
         One media input per sample at most: for sample i, videos[i], else audios[i], else images[i].
         """
@@ -210,25 +185,6 @@ class SalmonnO1Processor:
 
     def batch_decode(self, ids, **kwargs) -> list[str]:
         return self.tokenizer.batch_decode(ids, **kwargs)
-
-
-def collate_media(media: list[MediaFeatures | None]) -> dict[str, torch.Tensor]:
-    """Concatenate frames and chunks of a batch; per-sample counts say which belong to whom."""
-    pixel = [m.pixel_values for m in media if m is not None and m.pixel_values is not None]
-    audio = [m.input_features for m in media if m is not None and m.input_features is not None]
-    times = [m.frame_times for m in media if m is not None and m.pixel_values is not None]
-    out = {
-        "media_kind": torch.tensor([KIND_ID[m.kind] if m else 0 for m in media], dtype=torch.long),
-        "frames_per_sample": torch.tensor([m.num_frames if m else 0 for m in media], dtype=torch.long),
-        "chunks_per_sample": torch.tensor([m.num_chunks if m else 0 for m in media], dtype=torch.long),
-        "durations": torch.tensor([m.duration if m else 0.0 for m in media], dtype=torch.float32),
-    }
-    if pixel:
-        out["pixel_values"] = torch.cat(pixel)
-        out["frame_times"] = torch.cat(times).float()
-    if audio:
-        out["input_features"] = torch.cat(audio)
-    return out
 
 
 def _as_conversations(text, messages) -> list[list[dict]]:

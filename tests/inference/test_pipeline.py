@@ -42,13 +42,8 @@ def test_second_turn_continues_the_first_with_the_generated_steps(pipeline, tiny
     ids = prompt.input_ids + reasoning_ids + follow_up_ids(processor.tokenizer, FINAL_ANSWER_QUESTION)
     batch = processor.collate([processor.encode(format_question("Which colour?", ["red", "blue"]), features)])
     full = torch.tensor([ids])
-    sequence = tiny_model.encode_media(batch.get("pixel_values"), batch.get("input_features"), batch["media_kind"],
-                                       batch["frames_per_sample"], batch["chunks_per_sample"], batch["durations"],
-                                       batch["frame_times"])
-    embeds = tiny_model.splice_media(full, sequence)
-    new = tiny_model.language_model.generate(inputs_embeds=embeds, attention_mask=torch.ones_like(full),
-                                             max_new_tokens=3, do_sample=False, eos_token_id=pipeline.im_end_id,
-                                             pad_token_id=pipeline.pad_id)
+    new = tiny_model.generate(full, torch.ones_like(full), media=batch["media"], max_new_tokens=3, do_sample=False,
+                              eos_token_id=pipeline.im_end_id, pad_token_id=pipeline.pad_id)
     expected = processor.tokenizer.decode([t for t in new[0].tolist() if t != pipeline.im_end_id]).strip()
     assert result.answer_text == expected
 

@@ -21,14 +21,15 @@ def test_files_of_every_kind_round_trip_through_the_model(processor, tiny_model,
         audios=[None, None, m4a_clip.path, None, None, None],
         images=[None, None, None, png_path, None, None],
     )
-    assert batch["media_kind"].tolist() == [1, 1, 3, 2, 1, 0]
-    assert batch["frames_per_sample"].tolist() == [30, 30, 0, 1, 60, 0]
+    media = batch["media"]
+    assert media.kinds == ["video", "video", "audio", "image", "video", "none"]
+    assert media.frames_per_sample == (30, 30, 0, 1, 60, 0)
     # 14 s -> 1 chunk, 14 s of silence -> 1, 3 s -> 1, 65 s -> 3 (the audio is cut to the video's duration)
-    assert batch["chunks_per_sample"].tolist() == [1, 1, 1, 0, 3, 0]
+    assert media.chunks_per_sample == (1, 1, 1, 0, 3, 0)
     size = config.image_size
-    assert batch["pixel_values"].shape == (30 + 30 + 1 + 60, 3, size, size)
-    assert batch["input_features"].shape == (6, config.num_mel_bins, 3000)
-    assert batch["durations"][4].item() == pytest.approx(65.0, abs=0.05)
+    assert media.pixel_values.shape == (30 + 30 + 1 + 60, 3, size, size)
+    assert media.input_features.shape == (6, config.num_mel_bins, 3000)
+    assert media.durations[4] == pytest.approx(65.0, abs=0.05)
     with torch.no_grad():
         out = tiny_model(**batch)
     assert out.logits.shape[:2] == batch["input_ids"].shape

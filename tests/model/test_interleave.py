@@ -64,12 +64,9 @@ def test_each_frame_is_followed_by_its_own_time_span_of_audio(tiny_model, tiny_c
 
     _constant_model_outputs(tiny_model, monkeypatch)
     batch = video_batch(tiny_config, duration=duration)
-    assert int(batch["chunks_per_sample"][0]) == chunks
-    times = batch["frame_times"].tolist()
-    embeds = tiny_model.embed_inputs(
-        batch["input_ids"], batch["pixel_values"], batch["input_features"], batch["media_kind"],
-        batch["frames_per_sample"], batch["chunks_per_sample"], batch["durations"], batch["frame_times"],
-    )
+    assert batch["media"].chunks_per_sample == (chunks,)
+    times = batch["media"].frame_times.tolist()
+    embeds = tiny_model.embed_inputs(batch["input_ids"], batch["media"])
     media = embeds[0, batch["input_ids"][0] == tiny_config.media_token_id, 0]  # dim 0: sin(0) = 0 offset
     sequence = media.round().long().tolist()
     current_frame, seen_audio = 0, []
@@ -99,10 +96,7 @@ def test_release_mode_splits_audio_evenly_by_count(tiny_model, monkeypatch):
     tiny_model.config.interleave_mode = "release"
     _constant_model_outputs(tiny_model, monkeypatch)
     batch = video_batch(config, duration=10.0)
-    embeds = tiny_model.embed_inputs(
-        batch["input_ids"], batch["pixel_values"], batch["input_features"], batch["media_kind"],
-        batch["frames_per_sample"], batch["chunks_per_sample"], batch["durations"], batch["frame_times"],
-    )
+    embeds = tiny_model.embed_inputs(batch["input_ids"], batch["media"])
     sequence = embeds[0, batch["input_ids"][0] == config.media_token_id, 0].round().long().tolist()
     # 20 frames x (6 visual + 8 audio): 150 tokens stretched to 160 by nearest neighbour.
     assert len(sequence) == 20 * (6 + 8)

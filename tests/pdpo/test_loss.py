@@ -77,7 +77,7 @@ def test_collate_shares_prompt_and_prefix_and_labels_only_the_continuation(proce
     records = make_pairs(processor)
     batch = objective.collate(records)
     pairs = len(records)
-    assert batch["input_ids"].shape[0] == 2 * pairs and batch["pixel_values"].shape[0] > 0
+    assert batch["input_ids"].shape[0] == 2 * pairs and batch["media"].pixel_values.shape[0] > 0
     for i in range(pairs):
         chosen_labels = batch["labels"][i]
         first = int((chosen_labels != -100).nonzero()[0])

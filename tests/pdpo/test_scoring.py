@@ -29,9 +29,9 @@ class MediaSensitiveLM(nn.Module):
             self.gain[t] = 3 * torch.randn(vocab, generator=generator)
         self.device = torch.device("cpu")
 
-    def encode_media(self, pixel_values, input_features, media_kind, *args) -> list[torch.Tensor]:
+    def encode_media(self, media) -> list[torch.Tensor]:
         """One media value per frame: its mean pixel."""
-        return [pixel_values.mean(dim=(1, 2, 3))]
+        return [media.pixel_values.mean(dim=(1, 2, 3))]
 
     def splice_media(self, ids: torch.Tensor, sequences: list) -> torch.Tensor:
         # Channels: one-hot token (vocab), media value, media flag.

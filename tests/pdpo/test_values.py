@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from salmonn_o1.pdpo import values as values_module
+from salmonn_o1 import decoding as decoding_module
 from salmonn_o1.pdpo.judge import Target, exact_match_judge
 from salmonn_o1.pdpo.pairs import Continuation, continuation_ids, prefix_ids
 from salmonn_o1.pdpo.values import Completion, ModelPolicy, SampledStep, step_values
@@ -79,13 +79,13 @@ def test_model_policy_continues_from_the_prefix(pipeline, synth_features, monkey
     context = policy.prepare("What was on screen?", synth_features)
     prefix = ["1. A buzz plays.<end_of_step>", "\n2. A square shows.<end_of_step>"]
     calls = []
-    real_decode = values_module.decode
+    real_decode = decoding_module.decode
 
-    def spy(language_model, embeds, mask, *args, **kwargs):
+    def spy(model, embeds, mask, *args, **kwargs):
         calls.append((embeds, mask, kwargs.get("state")))
-        return real_decode(language_model, embeds, mask, *args, **kwargs)
+        return real_decode(model, embeds, mask, *args, **kwargs)
 
-    monkeypatch.setattr(values_module, "decode", spy)
+    monkeypatch.setattr(decoding_module, "decode", spy)
     sampled = policy.sample_step(context, prefix, seed=0)
     expected_ids = context.prompt_ids + prefix_ids(pipeline.processor, prefix)
     expected = pipeline.model.splice_media(torch.tensor([expected_ids]), [context.media])

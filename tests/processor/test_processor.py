@@ -68,7 +68,7 @@ def test_left_padding_for_generation_and_right_padding_for_training(processor):
     assert left["attention_mask"][0, -n:].all() and not left["attention_mask"][0, :-n].any()
     assert right["attention_mask"][0, :n].all() and not right["attention_mask"][0, n:].any()
     assert (right["labels"][0, n:] == -100).all()
-    assert left["media_kind"].tolist() == [0, 1]
+    assert left["media"].kinds == ["none", "video"]
 
 
 def test_every_kind_of_input_round_trips_through_the_model(processor, tiny_model, tmp_path):
@@ -81,9 +81,9 @@ def test_every_kind_of_input_round_trips_through_the_model(processor, tiny_model
         audios=[None, None, str(wav), None, None],
         images=[None, None, None, str(image), None],
     )
-    assert batch["media_kind"].tolist() == [1, 1, 3, 2, 0]
-    assert batch["pixel_values"].shape[0] == 6 + 4 + 1
-    assert batch["input_features"].shape == (3, 16, 3000)
+    assert batch["media"].kinds == ["video", "video", "audio", "image", "none"]
+    assert batch["media"].pixel_values.shape[0] == 6 + 4 + 1
+    assert batch["media"].input_features.shape == (3, 16, 3000)
     with torch.no_grad():
         out = tiny_model(**batch)
     assert out.logits.shape[:2] == batch["input_ids"].shape

@@ -9,8 +9,7 @@ import torch
 from release_layout import release_config_json, released_names, write_encoder_checkpoints, write_weights
 
 from salmonn_o1.config import tiny_config
-from salmonn_o1.model.interleave import media_token_count, spec_for
-from salmonn_o1.model.modeling import KIND_ID
+from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
 
 
 # Session-scoped: the tests read these and never change them.
@@ -61,15 +60,12 @@ def video_inputs(config):
     torch.manual_seed(1)
     times = torch.arange(0, 2.0, 0.5)
     chunks = config.num_audio_chunks(2.0)
-    count = media_token_count(spec_for(config, "video", len(times), chunks, 2.0, tuple(times.tolist())))
-    ids = torch.tensor([[5, 6, *[config.media_token_id] * count, 7, 8, 9]])
-    return {
-        "input_ids": ids, "attention_mask": torch.ones_like(ids),
-        "pixel_values": torch.randn(len(times), 3, config.image_size, config.image_size),
-        "input_features": torch.randn(chunks, config.num_mel_bins, config.mel_frames_per_chunk),
-        "media_kind": torch.tensor([KIND_ID["video"]]), "frames_per_sample": torch.tensor([len(times)]),
-        "chunks_per_sample": torch.tensor([chunks]), "durations": torch.tensor([2.0]), "frame_times": times,
-    }
+    features = MediaFeatures.build(
+        config, "video", torch.randn(len(times), 3, config.image_size, config.image_size),
+        torch.randn(chunks, config.num_mel_bins, config.mel_frames_per_chunk), times, 2.0,
+    )
+    ids = torch.tensor([[5, 6, *[config.media_token_id] * features.token_count, 7, 8, 9]])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "media": MediaBatch.collate([features])}
 
 
 @pytest.fixture(scope="session")

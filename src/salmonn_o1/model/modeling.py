@@ -1,7 +1,8 @@
 """The whole model: encode media, interleave, splice at the placeholder, run Qwen2.
 
-Media kinds are passed as small integer tensors so a batch can mix video,
-video without audio (silence), audio only, images and text only.
+The media of a batch arrives as one `MediaBatch` (frames and audio chunks
+stacked, plus each sample's `MediaSpec`), so a batch can mix video, video
+without audio (silence), audio only, images and text only.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.config import SalmonnO1Config
 from salmonn_o1.errors import CheckpointError
 from salmonn_o1.model.audio import WindowQFormer, build_audio_encoder, chunk_position_table
-from salmonn_o1.model.interleave import interleave_plan, spec_for
+from salmonn_o1.model.interleave import MediaSpec, interleave_plan
+from salmonn_o1.model.media_batch import MediaBatch
 from salmonn_o1.model.vision import add_row_newlines, build_vision_tower, pool_grid, tower_features
 
-MEDIA_KINDS = ("none", "video", "image", "audio")
-KIND_ID = {name: i for i, name in enumerate(MEDIA_KINDS)}
 
 # Parameter groups, by module-name prefix, for freezing and for optimiser groups.
 PARAMETER_GROUPS = {
@@ -69,10 +69,8 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
     """video-SALMONN-o1: frames + audio + text in, text out.
 
     forward/generate take the processor's output: `input_ids` whose media
-    placeholder is already expanded to the media token count, plus
-    `pixel_values` (all frames of the batch, (sumF, 3, S, S)), `input_features`
-    (all audio chunks, (sumC, mel, 3000)), and per sample `media_kind`,
-    `frames_per_sample`, `chunks_per_sample`, `durations`; `frame_times` (sumF,).
+    placeholder is already expanded to the media token count, and `media`, a
+    `MediaBatch` (all frames and audio chunks of the batch, with each sample's spec).
     """
 
     def __init__(self, config: SalmonnO1Config):
@@ -190,62 +188,30 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         tokens = self.audio_projector(self.audio_qformer(states))
         return self.audio_final_mlp(tokens) if self.audio_final_mlp is not None else tokens
 
-    def embed_inputs(
-        self,
-        input_ids: torch.Tensor,
-        pixel_values: torch.Tensor | None = None,
-        input_features: torch.Tensor | None = None,
-        media_kind: torch.Tensor | None = None,
-        frames_per_sample: torch.Tensor | None = None,
-        chunks_per_sample: torch.Tensor | None = None,
-        durations: torch.Tensor | None = None,
-        frame_times: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def embed_inputs(self, input_ids: torch.Tensor, media: MediaBatch | None = None) -> torch.Tensor:
         """Text embeddings with every sample's media sequence written over its placeholders."""
-        if media_kind is None:
+        if media is None:
             return self.splice_media(input_ids, [None] * input_ids.shape[0])
-        sequences = self.encode_media(
-            pixel_values, input_features, media_kind, frames_per_sample, chunks_per_sample, durations, frame_times
-        )
-        return self.splice_media(input_ids, sequences)
+        return self.splice_media(input_ids, self.encode_media(media))
 
-    def encode_media(
-        self,
-        pixel_values: torch.Tensor | None,
-        input_features: torch.Tensor | None,
-        media_kind: torch.Tensor,
-        frames_per_sample: torch.Tensor | None = None,
-        chunks_per_sample: torch.Tensor | None = None,
-        durations: torch.Tensor | None = None,
-        frame_times: torch.Tensor | None = None,
-    ) -> list[torch.Tensor | None]:
+    def encode_media(self, media: MediaBatch) -> list[torch.Tensor | None]:
         """Each sample's interleaved media sequence, (N_b, H), or None for text-only samples.
 
         Separate from splicing so one encoding can serve many questions.
         """
-        config = self.config
-        batch = media_kind.shape[0]
-        frames_per_sample = _or_zeros(frames_per_sample, batch)
-        chunks_per_sample = _or_zeros(chunks_per_sample, batch)
-        durations = durations if durations is not None else torch.zeros(batch)
-        kinds = [MEDIA_KINDS[int(k)] for k in media_kind]
-        visual = self._encode_visual_per_sample(pixel_values, kinds, frames_per_sample)
-        audio = self._encode_audio_per_sample(input_features, chunks_per_sample)
-        frame_offsets = torch.cumsum(frames_per_sample, 0) - frames_per_sample
+        visual = self._encode_visual_per_sample(media.pixel_values, media.kinds, media.frames_per_sample)
+        audio = self._encode_audio_per_sample(media.input_features, media.chunks_per_sample)
         sequences: list[torch.Tensor | None] = []
-        for b, kind in enumerate(kinds):
-            if kind == "none":
+        offset = 0  # of the sample's first frame in the batch
+        for b, spec in enumerate(media.specs):
+            n_frames = media.frames_per_sample[b]
+            if spec is None:
                 sequences.append(None)
-                continue
-            n_frames = int(frames_per_sample[b])
-            times = (
-                frame_times[int(frame_offsets[b]):int(frame_offsets[b]) + n_frames].cpu()
-                if frame_times is not None
-                else torch.arange(n_frames) / config.frames_per_second
-            )
-            spec = spec_for(config, kind, n_frames, int(chunks_per_sample[b]), float(durations[b]),
-                            tuple(times.tolist()))
-            sequences.append(self._gather(spec, visual[b], audio[b], times))
+            else:
+                times = (media.frame_times[offset:offset + n_frames].cpu() if media.frame_times is not None
+                         else torch.arange(n_frames) / self.config.frames_per_second)
+                sequences.append(self._gather(spec, visual[b], audio[b], times))
+            offset += n_frames
         return sequences
 
     def splice_media(self, input_ids: torch.Tensor, sequences: list[torch.Tensor | None]) -> torch.Tensor:
@@ -265,11 +231,11 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         return embeds
 
     def _encode_visual_per_sample(
-        self, pixel_values: torch.Tensor | None, kinds: list[str], frames_per_sample: torch.Tensor
+        self, pixel_values: torch.Tensor | None, kinds: list[str], frames_per_sample: tuple[int, ...]
     ) -> list[torch.Tensor | None]:
-        if pixel_values is None or int(frames_per_sample.sum()) == 0:
+        if pixel_values is None or sum(frames_per_sample) == 0:
             return [None] * len(kinds)
-        per_sample = torch.split(pixel_values, frames_per_sample.tolist())
+        per_sample = torch.split(pixel_values, list(frames_per_sample))
         # Frames of the same kind go through the tower together.
         out: list[torch.Tensor | None] = [None] * len(kinds)
         for pooled in (True, False):
@@ -282,13 +248,13 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         return out
 
     def _encode_audio_per_sample(
-        self, input_features: torch.Tensor | None, chunks_per_sample: torch.Tensor
+        self, input_features: torch.Tensor | None, chunks_per_sample: tuple[int, ...]
     ) -> list[torch.Tensor | None]:
-        if input_features is None or int(chunks_per_sample.sum()) == 0:
+        if input_features is None or sum(chunks_per_sample) == 0:
             return [None] * len(chunks_per_sample)
         tokens = self.encode_audio(input_features)  # (sumC, T, H)
         out: list[torch.Tensor | None] = []
-        for chunks in torch.split(tokens, chunks_per_sample.tolist()):
+        for chunks in torch.split(tokens, list(chunks_per_sample)):
             if chunks.shape[0] == 0:
                 out.append(None)
                 continue
@@ -296,7 +262,7 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
             out.append((chunks + offsets.unsqueeze(1)).flatten(0, 1))
         return out
 
-    def _gather(self, spec, visual: torch.Tensor | None, audio: torch.Tensor | None, times: torch.Tensor):
+    def _gather(self, spec: MediaSpec, visual: torch.Tensor | None, audio: torch.Tensor | None, times: torch.Tensor):
         hidden = self.config.text_config.hidden_size
         empty = self.image_newline.new_zeros(0, hidden)
         parts = [visual.flatten(0, 1) if visual is not None else empty, audio if audio is not None else empty]
@@ -336,22 +302,19 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        input_features: torch.Tensor | None = None,
-        media_kind: torch.Tensor | None = None,
-        frames_per_sample: torch.Tensor | None = None,
-        chunks_per_sample: torch.Tensor | None = None,
-        durations: torch.Tensor | None = None,
-        frame_times: torch.Tensor | None = None,
+        media: MediaBatch | None = None,
         inputs_embeds: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         **kwargs,
     ):
+        """Logits (and the loss, given labels) of the spliced sequence.
+
+        `inputs_embeds` replaces `input_ids` + `media` (a caller that spliced once
+        and decodes step by step); `cache`, `use_cache`, `logits_to_keep` pass
+        through to the language model.
+        """
         if inputs_embeds is None:
-            inputs_embeds = self.embed_inputs(
-                input_ids, pixel_values, input_features, media_kind, frames_per_sample, chunks_per_sample,
-                durations, frame_times,
-            )
+            inputs_embeds = self.embed_inputs(input_ids, media)
         if labels is not None and input_ids is not None:
             labels = labels.masked_fill(input_ids == self.config.media_token_id, IGNORE_INDEX)
         if position_ids is None and attention_mask is not None and not _has_cache(kwargs):
@@ -367,29 +330,16 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        input_features: torch.Tensor | None = None,
-        media_kind: torch.Tensor | None = None,
-        frames_per_sample: torch.Tensor | None = None,
-        chunks_per_sample: torch.Tensor | None = None,
-        durations: torch.Tensor | None = None,
-        frame_times: torch.Tensor | None = None,
+        media: MediaBatch | None = None,
         **generate_kwargs,
     ) -> torch.Tensor:
         """Hugging Face `generate` over the spliced embeddings; returns only the new tokens."""
-        inputs_embeds = self.embed_inputs(
-            input_ids, pixel_values, input_features, media_kind, frames_per_sample, chunks_per_sample,
-            durations, frame_times,
-        )
+        inputs_embeds = self.embed_inputs(input_ids, media)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         return self.language_model.generate(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generate_kwargs
         )
-
-
-def _or_zeros(values: torch.Tensor | None, batch: int) -> torch.Tensor:
-    return values.long().cpu() if values is not None else torch.zeros(batch, dtype=torch.long)
 
 
 def _has_cache(kwargs: dict) -> bool:

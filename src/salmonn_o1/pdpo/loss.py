@@ -82,10 +82,7 @@ def pair_forward(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor,
     return logps[:pairs], logps[pairs:], counts[:pairs]
 
 
-MODEL_INPUTS = (
-    "input_ids", "attention_mask", "pixel_values", "input_features", "media_kind", "frames_per_sample",
-    "chunks_per_sample", "durations", "frame_times",
-)
+MODEL_INPUTS = ("input_ids", "attention_mask", "media")
 
 
 def disable_dropout(model: nn.Module) -> int:

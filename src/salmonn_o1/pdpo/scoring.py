@@ -9,7 +9,8 @@ with the perturbed media, and the two next-token distributions are compared at
 every assistant position. Causal attention makes one forward pass per
 (path, input) give every step's score at once; the step's tokens are its
 segment's span in the assistant ids (`steps.path_ids`). Paths of one question
-are batched (left-padded so that only the assistant tail's logits are kept).
+are batched (left-padded so that only the assistant tail's logits are kept) and
+run through `decoding.Decoder.tail_logits`, the pipeline's own path to the logits.
 
 Selection strategies share one interface so their costs compare on equal
 terms: `contrastive` (top-T by score; the only one that needs the scores),
@@ -26,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salmonn_o1.processor import MediaFeatures, collate_media
+from salmonn_o1.decoding import Decoder, ProtocolIds
+from salmonn_o1.processor import MediaFeatures
 
 SELECTIONS = ("contrastive", "all", "random")
 
@@ -38,29 +40,9 @@ def token_kl(real_logits: torch.Tensor, perturbed_logits: torch.Tensor) -> torch
     return F.kl_div(perturbed, real, log_target=True, reduction="none").sum(-1)
 
 
-@torch.no_grad()
 def encode_media_once(model: nn.Module, features: MediaFeatures | None) -> torch.Tensor | None:
     """(N, H) interleaved media sequence of one input, for splicing into many rows."""
-    if features is None:
-        return None
-    batch = {k: v.to(model.device) for k, v in collate_media([features]).items()}
-    return model.encode_media(batch.get("pixel_values"), batch.get("input_features"), batch["media_kind"],
-                              batch["frames_per_sample"], batch["chunks_per_sample"], batch["durations"],
-                              batch.get("frame_times"))[0]
-
-
-def _tail_logits(model: nn.Module, rows: list[list[int]], media: torch.Tensor | None, keep: int,
-                 pad_id: int) -> torch.Tensor:
-    """Logits of the last `keep` positions of each left-padded row: (B, keep, V)."""
-    length = max(len(r) for r in rows)
-    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(rows):
-        ids[i, length - len(row):] = torch.tensor(row)
-        mask[i, length - len(row):] = 1
-    ids, mask = ids.to(model.device), mask.to(model.device)
-    embeds = model.splice_media(ids, [media] * len(rows))
-    return model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
+    return Decoder(model).encode_media([features])[0]
 
 
 @torch.no_grad()
@@ -78,13 +60,14 @@ def step_kl_scores(
     paths: (assistant ids, step spans) as `steps.path_ids` returns them.
     real_media / perturbed_media: `encode_media_once` outputs for the two inputs.
     """
+    decoder = Decoder(model, ProtocolIds(pad_id=pad_id))
     scores: list[list[float]] = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         rows = [prompt_ids + ids for ids, _ in chunk]
         keep = max(len(ids) for ids, _ in chunk) + 1
-        real = _tail_logits(model, rows, real_media, keep, pad_id)
-        perturbed = _tail_logits(model, rows, perturbed_media, keep, pad_id)
+        real = decoder.tail_logits(rows, [real_media] * len(rows), keep)
+        perturbed = decoder.tail_logits(rows, [perturbed_media] * len(rows), keep)
         kl = token_kl(real, perturbed)  # (B, keep): position j predicts the token after it
         for row, (ids, spans) in enumerate(chunk):
             # Assistant token t sits at kept index keep - len(ids) + t; it is predicted one position earlier.

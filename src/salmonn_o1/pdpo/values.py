@@ -11,7 +11,8 @@ with a scripted policy whose success rates are known; `ModelPolicy` is the real
 one. A continuation always starts from the given assistant prefix: its ids are
 the prompt ids followed by the prefix segments' ids, built exactly as the pair
 records will be (`pairs.prefix_ids` / `pairs.continuation_ids`), and decoded
-with `generation.decode` over the spliced media embeddings.
+by the same `decoding.Decoder` the inference pipeline uses (media encoded once
+per question, the answer turn over the reasoning turn's KV cache).
 """
 
 from __future__ import annotations
@@ -21,14 +22,12 @@ from typing import Any, Protocol
 
 import torch
 
-from salmonn_o1.chat import follow_up_ids
-from salmonn_o1.generation import SamplingConfig, decode
+from salmonn_o1.decoding import Decoder
+from salmonn_o1.generation import SamplingConfig
 from salmonn_o1.pdpo.judge import Judge, Target, exact_match_judge
 from salmonn_o1.pdpo.pairs import Continuation, continuation_ids, prefix_ids
-from salmonn_o1.pdpo.scoring import encode_media_once
 from salmonn_o1.pdpo.steps import clean_generated, same_step, step_segments
 from salmonn_o1.processor import MediaFeatures, SalmonnO1Processor
-from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION, IM_END
 
 
 @dataclass
@@ -128,7 +127,7 @@ class ModelContext:
 
 
 class ModelPolicy:
-    """The SFT model as a rollout policy (sampling with `generation.decode` over a KV cache).
+    """The SFT model as a rollout policy: seeded sampling through the pipeline's `Decoder`.
 
     max_step_tokens bounds an alternative step; max_new_tokens / answer_max_new_tokens
     bound a completion's two turns.
@@ -138,48 +137,31 @@ class ModelPolicy:
                  max_new_tokens: int = 512, answer_max_new_tokens: int = 64, max_step_tokens: int = 128):
         self.model = model
         self.processor = processor
-        tokenizer = processor.tokenizer
-        self.im_end_id = tokenizer.convert_tokens_to_ids(IM_END)
-        self.end_of_step_id = tokenizer.convert_tokens_to_ids(END_OF_STEP)
-        self.stop_ids = {self.im_end_id}
-        if tokenizer.eos_token_id is not None:
-            self.stop_ids.add(tokenizer.eos_token_id)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.im_end_id
+        self.decoder = Decoder.from_tokenizer(model, processor.tokenizer)
+        ids = self.decoder.ids
+        self.stop_ids = ids.stop_ids
+        self.step_stop_ids = ids.stop_ids | {ids.end_of_step_id}  # an alternative step ends at <end_of_step>
+        self.follow_up = list(ids.follow_up)
         self.temperature, self.top_p = temperature, top_p
         self.max_new_tokens, self.answer_max_new_tokens = max_new_tokens, answer_max_new_tokens
         self.max_step_tokens = max_step_tokens
-        self.follow_up = follow_up_ids(tokenizer, FINAL_ANSWER_QUESTION)
 
     def _sampling(self, max_new_tokens: int, seed: int) -> SamplingConfig:
         return SamplingConfig(max_new_tokens=max_new_tokens, do_sample=True, temperature=self.temperature,
                               top_p=self.top_p, seed=seed)
 
-    @torch.no_grad()
     def prepare(self, prompt: str, features: MediaFeatures | None) -> ModelContext:
         return ModelContext(self.processor.encode(prompt, features).input_ids,
-                            encode_media_once(self.model, features))
-
-    def _embed(self, context: ModelContext, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded rows -> (embeddings with the media spliced in, attention mask)."""
-        length = max(len(r) for r in rows)
-        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(rows):
-            ids[i, length - len(row):] = torch.tensor(row)
-            mask[i, length - len(row):] = 1
-        ids = ids.to(self.model.device)
-        return self.model.splice_media(ids, [context.media] * len(rows)), mask.to(self.model.device)
+                            self.decoder.encode_media([features])[0])
 
     def _text(self, tokens: list[int]) -> str:
         tokens = [t for t in tokens if t not in self.stop_ids]
         return clean_generated(self.processor.tokenizer.decode(tokens, skip_special_tokens=False))
 
-    @torch.no_grad()
     def sample_step(self, context: ModelContext, prefix: list[str], seed: int) -> SampledStep:
-        rows = [context.prompt_ids + prefix_ids(self.processor, prefix)]
-        embeds, mask = self._embed(context, rows)
-        result = decode(self.model.language_model, embeds, mask, self._sampling(self.max_step_tokens, seed),
-                        self.stop_ids | {self.end_of_step_id}, self.pad_id)
+        row = context.prompt_ids + prefix_ids(self.processor, prefix)
+        result = self.decoder.generate([row], [context.media], self._sampling(self.max_step_tokens, seed),
+                                       stop_ids=self.step_stop_ids)
         tokens = result.tokens[0]
         ends_turn = bool(tokens) and tokens[-1] in self.stop_ids
         text = self._text(tokens)
@@ -189,10 +171,9 @@ class ModelPolicy:
             return SampledStep(None, len(tokens))
         if len(segments) > 1:
             return SampledStep(Continuation(segments[0], False), len(tokens))
-        stopped = bool(tokens) and tokens[-1] in self.stop_ids | {self.end_of_step_id}
+        stopped = bool(tokens) and tokens[-1] in self.step_stop_ids
         return SampledStep(Continuation(text, ends_turn), len(tokens), truncated=not stopped)
 
-    @torch.no_grad()
     def complete(self, context: ModelContext, prefix: list[str], steps: list[Continuation], n: int,
                  seed: int) -> list[list[Completion]]:
         """n completions after (prefix, step) for each step, all in one batch per kind of row."""
@@ -215,18 +196,13 @@ class ModelPolicy:
                 for k in range(len(steps))]
 
     def _two_turns(self, context: ModelContext, rows: list[list[int]], seed: int) -> list[Completion]:
-        embeds, mask = self._embed(context, rows)
-        first = decode(self.model.language_model, embeds, mask, self._sampling(self.max_new_tokens, seed),
-                       self.stop_ids, self.pad_id)
-        follow = torch.tensor([self.follow_up] * len(rows), device=self.model.device)
-        second = decode(self.model.language_model, self.model.get_input_embeddings()(follow), torch.ones_like(follow),
-                        self._sampling(self.answer_max_new_tokens, seed + 1), self.stop_ids, self.pad_id,
-                        state=first.state)
+        media = [context.media] * len(rows)
+        first = self.decoder.generate(rows, media, self._sampling(self.max_new_tokens, seed))
+        second = self.decoder.answer_turn(first, self._sampling(self.answer_max_new_tokens, seed + 1))
         return [Completion(self._text(a), self._text(b), len(a) + len(b))
                 for a, b in zip(first.tokens, second.tokens)]
 
     def _answer_only(self, context: ModelContext, rows: list[list[int]], seed: int) -> list[Completion]:
-        embeds, mask = self._embed(context, rows)
-        result = decode(self.model.language_model, embeds, mask, self._sampling(self.answer_max_new_tokens, seed),
-                        self.stop_ids, self.pad_id)
+        result = self.decoder.generate(rows, [context.media] * len(rows),
+                                       self._sampling(self.answer_max_new_tokens, seed))
         return [Completion("", self._text(t), len(t)) for t in result.tokens]

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from salmonn_o1.model.media_batch import MediaBatch
+
 
 class Objective(Protocol):
     """collate(examples) -> batch (None when every example was bad); loss(model, batch) -> (loss, metrics)."""
@@ -25,10 +27,10 @@ class Objective(Protocol):
 
 
 def batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Move every tensor of a (possibly nested) batch to `device`."""
+    """Move every tensor (and `MediaBatch`) of a (possibly nested) batch to `device`."""
     moved: dict[str, Any] = {}
     for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor | MediaBatch):
             moved[key] = value.to(device)
         elif isinstance(value, dict):
             moved[key] = batch_to(value, device)

@@ -12,6 +12,7 @@ from salmonn_o1.data.schema import Item
 from salmonn_o1.inference import Question, SalmonnO1Pipeline
 from salmonn_o1.processor import MediaFeatures, SalmonnO1Processor
 from salmonn_o1.train.model_setup import build_model
+from salmonn_o1.train.objective import batch_to
 from salmonn_o1.train.recipe import DataSource, Recipe, load_recipe
 from salmonn_o1.train.sft_data import (
     STEPS_TARGET,
@@ -52,7 +53,7 @@ class DevEvaluation:
         samples = [self.processor.encode(sft_conversation(item, True), f, add_generation_prompt=False)
                    for item, f in zip(self.items, self.features)]
         batch = objective.collate(samples)
-        inputs = {k: v.to(model.device) for k, v in batch.items() if torch.is_tensor(v)}
+        inputs = {k: v for k, v in batch_to(batch, model.device).items() if k != "num_tokens"}
         out = model(**inputs)
         report = {"dev_loss": round(float(out.loss), 5),
                   "dev_token_accuracy": round(token_accuracy(out.logits, inputs["labels"]), 4)}

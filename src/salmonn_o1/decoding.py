@@ -1,0 +1,147 @@
+"""One decoding object: from media features and token ids to the model's outputs.
+
+`Decoder` (modelled on whisper's `DecodingTask`) owns the model and the token
+ids of the released two-turn protocol, and is the one path every caller takes:
+the inference pipeline (ask, batches, sampling, streaming), the pDPO rollout
+policy (alternative steps, completions) and the contrastive KL step scores.
+
+    encode_media(features)        each distinct media input once -> its (N, H) media sequence
+    embed(rows, media)            left-pad the id rows, splice each row's media -> embeddings, mask
+    generate(rows, media, ...)    prefill + decode one turn (the reasoning turn, a step, an answer)
+    answer_turn(first, ...)       append the follow-up question to turn 1's KV cache, decode turn 2
+    answer_turn_from_scratch(...) the release's turn 2: re-encode, prefill prompt + reasoning + follow-up
+    tail_logits(rows, media, k)   teacher-forced logits of each row's last k positions
+
+Sampling is `generation.decode`'s loop, unchanged: a seeded generator per
+call, so the same seed gives the same samples. The decoder calls only the
+model's own methods (`encode_media`, `splice_media`, `get_input_embeddings`,
+and its forward over `inputs_embeds` with a cache), never the language model
+inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from salmonn_o1.chat import follow_up_ids
+from salmonn_o1.generation import DecodeResult, SamplingConfig, decode
+from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
+from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION, IM_END
+
+Rows = Sequence[Sequence[int]]  # token ids per sample, unpadded
+Media = Sequence[torch.Tensor | None]  # per row: an encoded media sequence (N, H), or None for text only
+
+
+@dataclass(frozen=True)
+class ProtocolIds:
+    """The token ids the two-turn protocol needs (`from_tokenizer` reads them).
+
+    A decoder that only encodes media or scores teacher-forced rows needs no more than `pad_id`.
+    """
+
+    pad_id: int = 0
+    stop_ids: frozenset[int] = frozenset()  # end of a turn: <|im_end|>, and the tokenizer's eos
+    im_end_id: int | None = None
+    end_of_step_id: int | None = None
+    follow_up: tuple[int, ...] = ()  # the user turn "What is the final answer...?" + the assistant head
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: PreTrainedTokenizerBase) -> ProtocolIds:
+        im_end = tokenizer.convert_tokens_to_ids(IM_END)
+        stop = {im_end} if tokenizer.eos_token_id is None else {im_end, tokenizer.eos_token_id}
+        return cls(
+            pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else im_end,
+            stop_ids=frozenset(stop),
+            im_end_id=im_end,
+            end_of_step_id=tokenizer.convert_tokens_to_ids(END_OF_STEP),
+            follow_up=tuple(follow_up_ids(tokenizer, FINAL_ANSWER_QUESTION)),
+        )
+
+
+class Decoder:
+    """Prefill -> reasoning turn -> follow-up -> answer turn, over one decode state (KV cache reused)."""
+
+    def __init__(self, model: nn.Module, ids: ProtocolIds | None = None):
+        self.model = model
+        self.ids = ids if ids is not None else ProtocolIds()
+        self.encoder_calls = 0  # media encodings run, for tests and benchmarks
+
+    @classmethod
+    def from_tokenizer(cls, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> Decoder:
+        return cls(model, ProtocolIds.from_tokenizer(tokenizer))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ---- inputs ----
+    @torch.no_grad()
+    def encode_media(self, features: Sequence[MediaFeatures | None]) -> list[torch.Tensor | None]:
+        """Each row's media sequence; a features object shared by several rows is encoded once."""
+        encoded: dict[int, torch.Tensor | None] = {}
+        for f in features:
+            if f is None or id(f) in encoded:
+                continue
+            encoded[id(f)] = self.model.encode_media(MediaBatch.collate([f]).to(self.device))[0]
+            self.encoder_calls += 1
+        return [None if f is None else encoded[id(f)] for f in features]
+
+    def embed(self, rows: Rows, media: Media) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded rows with each row's media spliced in: embeddings (B, L, H), attention mask (B, L)."""
+        length = max(len(row) for row in rows)
+        ids = torch.full((len(rows), length), self.ids.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, length - len(row):] = torch.tensor(row)
+            mask[i, length - len(row):] = 1
+        return self.model.splice_media(ids.to(self.device), list(media)), mask.to(self.device)
+
+    # ---- turns ----
+    @torch.no_grad()
+    def generate(self, rows: Rows, media: Media, sampling: SamplingConfig, stop_ids: set[int] | None = None,
+                 on_token: Callable[[int, int], None] | None = None) -> DecodeResult:
+        """One turn from scratch: prefill the rows, then decode until each stops (or runs out of tokens).
+
+        stop_ids defaults to the end of the turn; on_token(row, token) sees every sampled token.
+        """
+        stop_ids = self.ids.stop_ids if stop_ids is None else stop_ids
+        if not stop_ids:
+            raise ValueError("no stop ids: build the Decoder with ProtocolIds.from_tokenizer(tokenizer)")
+        embeds, mask = self.embed(rows, media)
+        return decode(self.model, embeds, mask, sampling, stop_ids, self.ids.pad_id, on_token=on_token)
+
+    @torch.no_grad()
+    def answer_turn(self, first: DecodeResult, sampling: SamplingConfig) -> DecodeResult:
+        """Turn 2 over turn 1's KV cache: feed the follow-up question after each reasoning, decode the answer.
+
+        Each sequence's last sampled token (not yet in the cache) goes in first, so the
+        cache holds exactly prompt + reasoning + follow-up, as a from-scratch prefill would.
+        """
+        follow = torch.tensor([self._follow_up()] * len(first.tokens), device=self.device)
+        return decode(self.model, self.model.get_input_embeddings()(follow), torch.ones_like(follow), sampling,
+                      self.ids.stop_ids, self.ids.pad_id, state=first.state)
+
+    @torch.no_grad()
+    def answer_turn_from_scratch(self, rows: Rows, first: DecodeResult, features: Sequence[MediaFeatures | None],
+                                 sampling: SamplingConfig) -> DecodeResult:
+        """The release's turn 2: encode the media again and prefill prompt + reasoning + follow-up whole."""
+        follow = self._follow_up()
+        continued = [list(row) + tokens + follow for row, tokens in zip(rows, first.tokens)]
+        return self.generate(continued, self.encode_media(features), sampling)
+
+    # ---- teacher forcing ----
+    @torch.no_grad()
+    def tail_logits(self, rows: Rows, media: Media, keep: int) -> torch.Tensor:
+        """Logits of the last `keep` positions of each (left-padded) row: (B, keep, V)."""
+        embeds, mask = self.embed(rows, media)
+        return self.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
+
+    def _follow_up(self) -> list[int]:
+        if not self.ids.follow_up:
+            raise ValueError("no follow-up ids: build the Decoder with ProtocolIds.from_tokenizer(tokenizer)")
+        return list(self.ids.follow_up)
