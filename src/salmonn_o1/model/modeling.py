@@ -24,7 +24,6 @@ from salmonn_o1.model.interleave import MediaSpec, interleave_plan
 from salmonn_o1.model.media_batch import MediaBatch
 from salmonn_o1.model.vision import add_row_newlines, build_vision_tower, pool_grid, tower_features
 
-
 # Parameter groups, by module-name prefix, for freezing and for optimiser groups.
 PARAMETER_GROUPS = {
     "vision_tower": ("vision_tower.",),
