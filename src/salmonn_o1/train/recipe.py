@@ -40,6 +40,10 @@ class ModelRecipe:
     lora: LoraRecipe = field(default_factory=LoraRecipe)
     gradient_checkpointing: bool = False
     init_seed: int = 0  # initialisation of a preset model
+    # Model components a recipe asks for by import path, `{_component_: pkg.mod.Name, **kwargs}`:
+    # steps that initialise a fresh preset model or prepare it for training (a research device
+    # such as a built-in circuit); see salmonn_o1.train.model_setup.ModelComponent.
+    components: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -110,6 +114,9 @@ class Recipe:
     optim: OptimRecipe = field(default_factory=OptimRecipe)
     run: RunRecipe = field(default_factory=RunRecipe)
     stage_options: dict[str, Any] = field(default_factory=dict)  # stage-specific (pDPO: beta, mu, ...)
+    # Stages other than sft and pdpo: the objective component the stage trains with,
+    # `{_component_: pkg.mod.Name, **options}` (see salmonn_o1.train.component_stage).
+    objective: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

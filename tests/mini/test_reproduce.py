@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from salmonn_o1.commands.demo import SAMPLE_DIR
-from salmonn_o1.experiments.reproduce import MiniPlan, best_reasoning_model, reproduce_mini
 from salmonn_o1.inference import SalmonnO1Pipeline
 from salmonn_o1.pdpo.stages import read_jsonl
+from salmonn_o1_mini.reproduce import MiniPlan, best_reasoning_model, reproduce_mini
 
 SFT = {
     "stage": "sft",
@@ -25,9 +25,10 @@ SFT = {
 PERCEPTION = {
     "stage": "perception",
     "model": {"source": "tiny"},
-    "optim": {"lr": 3e-3, "batch_size": 2, "max_steps": 4},
+    "objective": {"_component_": "salmonn_o1_mini.perception.PerceptionObjective", "dev_items": 2},
+    # the schedule of the stage's first, separate loop: a tenth of the steps (at least one) of warm-up
+    "optim": {"lr": 3e-3, "batch_size": 2, "max_steps": 4, "weight_decay": 0.01, "warmup_steps": 1},
     "run": {"out_dir": "unused"},
-    "stage_options": {"dev_items": 2},
 }
 PDPO = {
     "stage": "pdpo",
@@ -167,7 +168,7 @@ def test_a_rerun_trains_nothing_again(reproduced):
 def test_scoring_with_an_explicit_device_and_dtype_matches_the_default_on_a_cpu(reproduced, tmp_path):
     """`results --device cpu --dtype float32` (how a GPU machine scores as a CPU does) predicts the
     same answers as the default on this CPU, and writes its own prediction cache."""
-    from salmonn_o1.experiments import results
+    from salmonn_o1_mini import results
 
     plan, _ = reproduced
     sft = plan.runs / "mini-lookup" / "final"
