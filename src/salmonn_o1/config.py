@@ -257,7 +257,8 @@ def mini_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> 
         media_token_id=media_token_id,
         # AVR-Synth's steps state times ("from 3.5 s to 5.0 s"): each frame is preceded by its
         # time written the same way, so "at 3.5 s" is found by matching tokens, not by counting
-        # frames. A learned sinusoid token was not read by the model in the runs of docs/mini-model.md.
+        # frames. A learned sinusoid token was not read by the model in the miniature model's runs
+        # (src/salmonn_o1_mini/docs/notebook.md).
         time_tokens=True,
         time_token_mode="text",
         media_rms=0.05,  # about twice the text embeddings' scale (see the field's comment)
