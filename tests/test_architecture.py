@@ -24,9 +24,7 @@ import salmonn_o1
 ROOT = "salmonn_o1"
 RESEARCH_PACKAGE = "salmonn_o1_mini"
 
-# Module-name prefix -> layer; the longest matching prefix wins. Names that other streams of
-# issue 20 are adding (decoding, records, model.media_batch, pdpo.select, pdpo.label,
-# data.synthetic.sft_source, data.synthetic.pdpo_questions) are placed already.
+# Module-name prefix -> layer; the longest matching prefix wins.
 LAYER_OF = {
     # foundation: error types, plain media/text types and the text protocol; no model, no config
     "salmonn_o1.errors": "foundation",
@@ -84,16 +82,6 @@ MAY_IMPORT = {
     # the package root: the public API, imported lazily (PEP 562) from the layers below
     "api": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "api"},
 }
-
-# Modules whose imports other streams of issue 20 are changing or moving out of core: their
-# layering cases are expected failures on a branch without those streams (the lead removes an
-# entry once its case passes after merging; strict=False, so a passing case only shows XPASS).
-MOVING = {
-    "salmonn_o1.train.encoders": "perception pretraining moves to salmonn_o1_mini (w2a)",
-    "salmonn_o1.experiments": "experiments move to salmonn_o1_mini (w2a)",
-    "salmonn_o1.commands.reproduce": "calls salmonn_o1.experiments; becomes a salmonn_o1_mini plugin command (w2a)",
-}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -191,11 +179,6 @@ def layer_of(module: str) -> str | None:
     return LAYER_OF[max(matches, key=len)] if matches else None
 
 
-def moving_reason(module: str) -> str | None:
-    return next((why for prefix, why in MOVING.items() if module == prefix or module.startswith(f"{prefix}.")),
-                None)
-
-
 def find_cycles(edges: list[Import]) -> list[list[str]]:
     """One cycle (as a module path that returns to its start) per strongly connected component."""
     graph: dict[str, set[str]] = {}
@@ -288,18 +271,11 @@ def test_the_cycle_finder_reports_a_cycle_through_a_function_level_import():
 
 
 def test_every_module_has_a_layer():
-    unplaced = sorted(m for m in module_files() if layer_of(m) is None and moving_reason(m) is None)
+    unplaced = sorted(m for m in module_files() if layer_of(m) is None)
     assert not unplaced, f"modules in no layer (add their prefix to LAYER_OF): {unplaced}"
 
 
-def _layering_cases():
-    for module in module_files():
-        reason = moving_reason(module)
-        marks = [pytest.mark.xfail(strict=False, reason=reason)] if reason else []
-        yield pytest.param(module, marks=marks, id=module)
-
-
-@pytest.mark.parametrize("module", list(_layering_cases()))
+@pytest.mark.parametrize("module", sorted(module_files()))
 def test_imports_go_down_the_layers(module):
     layer = layer_of(module)
     assert layer is not None, f"{module} is in no layer"

@@ -27,7 +27,7 @@ tar czf $OUT/stages.tgz -C $R --exclude=./shards .
 el "stages packed"
 train() { # name lr beta
   timeout ${TRAIN_S:-170} python3 scripts/pdpo_sharded.py --config recipes/mini-pdpo.yaml --out $R --train-only --max-steps ${MAX_STEPS:-600} \
-    model.source=src/salmonn_o1/assets/mini run.out_dir=$R optim.lr=$2 stage_options.beta=$3 data.num_workers=3 \
+    model.source=src/salmonn_o1/assets/mini run.out_dir=$R optim.lr=$2 pdpo.beta=$3 data.num_workers=3 \
     run.save_every=1000 > $R/train.log 2>&1
   echo "train $1 rc=$?"
 }

@@ -18,7 +18,6 @@ import torch
 from salmonn_o1.config import PRESETS, preset_config
 from salmonn_o1.errors import CheckpointError
 from salmonn_o1.model import SalmonnO1ForConditionalGeneration
-from salmonn_o1.model.recall_circuit import seed_recall_circuit
 from salmonn_o1.processor import SalmonnO1Processor
 from salmonn_o1.release.loading import find_release_checkpoint, load_release_model_and_processor
 from salmonn_o1.tokenizer import load_tokenizer, time_text_ids
@@ -70,8 +69,6 @@ def load_model_and_processor(
                                                  config.time_text_step)
         torch.manual_seed(seed)
         model = SalmonnO1ForConditionalGeneration(config)
-        if config.recall_circuit_window:
-            seed_recall_circuit(model.language_model, config.recall_circuit_window)
         processor = SalmonnO1Processor(tokenizer, config)
     elif (release_dir := find_release_checkpoint(source)) is not None:
         # The released layout: its key map, its tokenizer (see salmonn_o1.release).

@@ -3,6 +3,12 @@
 Each subcommand lives in `salmonn_o1/commands/<name>.py` and exposes
 `register(subparsers)`, which adds its parser and sets `func`. Heavy imports
 (torch, transformers) happen inside the command functions so `--help` is fast.
+
+Other installed packages add subcommands through the `salmonn_o1.commands`
+entry-point group (`[project.entry-points."salmonn_o1.commands"]` in their
+pyproject, `name = "package.module:register"`, the same `register` contract):
+the miniature model's research package registers `reproduce` this way, so the
+core never imports it.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
 from salmonn_o1.errors import SalmonnError
 
@@ -22,8 +29,8 @@ COMMAND_MODULES = [
     "salmonn_o1.commands.pdpo",
     "salmonn_o1.commands.train",
     "salmonn_o1.commands.convert",
-    "salmonn_o1.commands.reproduce",
 ]
+PLUGIN_GROUP = "salmonn_o1.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name):
+        try:
+            register = plugin.load()
+        except Exception as error:  # a broken plugin must not take the core commands down with it
+            print(f"salmonn-o1: skipped the {plugin.name!r} command of {plugin.value} ({error})", file=sys.stderr)
+            continue
+        register(subparsers)
     return parser
 
 

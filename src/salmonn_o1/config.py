@@ -74,10 +74,6 @@ class SalmonnO1Config(PreTrainedConfig):
     # (the LLM's RMSNorm makes the loss blind to their scale) until they dwarf the text
     # embeddings, the media path's effective step size collapses and the model ignores media.
     media_rms: float | None = None
-    # 0 (the release): a plain LLM. k > 0: a model built from scratch starts its LLM with the
-    # attention patterns of a recall circuit that matches k tokens, and training keeps them
-    # (salmonn_o1.model.recall_circuit); a pretrained LLM has that circuit already.
-    recall_circuit_window: int = 0
 
     # Token ids of the chat format.
     media_token_id: int = 151646
@@ -261,12 +257,11 @@ def mini_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> 
         media_token_id=media_token_id,
         # AVR-Synth's steps state times ("from 3.5 s to 5.0 s"): each frame is preceded by its
         # time written the same way, so "at 3.5 s" is found by matching tokens, not by counting
-        # frames. A learned sinusoid token was not read by the model in the runs of docs/mini-model.md.
+        # frames. A learned sinusoid token was not read by the model in the miniature model's runs
+        # (src/salmonn_o1_mini/docs/notebook.md).
         time_tokens=True,
         time_token_mode="text",
         media_rms=0.05,  # about twice the text embeddings' scale (see the field's comment)
-        # "The white circle is visible from" -> the 5 tokens before the start time to look up.
-        recall_circuit_window=5,
         # No pretrained encoders exist at this size: they are trained with the rest.
         freeze_vision_tower=False,
         freeze_audio_encoder=False,

@@ -75,7 +75,8 @@ def test_the_bundled_miss_is_a_frame_read_one_scene_early(pipe):
     """The demo's second clip shows the model's typical miss: the sound is found at the right time
     (10.0 s) and the frame then is looked up, but the shape read is the one of the scene before (the
     purple circle, on screen until 9.5 s), as in about a quarter of its frame reads
-    (docs/mini-model.md, "Look-ups by time"). If a model reads it right, update the demo's note."""
+    (src/salmonn_o1_mini/docs/notebook.md, "Look-ups by time"). If a model reads it right, update
+    the demo's note."""
     item, result = ask_sample(pipe, "clip-miss.json")  # "What was on screen when the high tone played?"
     assert look_up_steps_hold(item, result) == "purple circle", result.reasoning
     assert result.answer != item["answer"], result.raw_text

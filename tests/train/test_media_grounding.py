@@ -16,6 +16,7 @@ from salmonn_o1.checkpoints import load_model_and_processor
 from salmonn_o1.media import DecodedMedia
 from salmonn_o1.train.recipe import load_recipe
 from salmonn_o1.train.sft_data import SFTObjective
+from salmonn_o1_mini.recall_circuit import RecallCircuit
 
 COLOURS = [(220, 40, 40), (40, 200, 40), (40, 40, 220), (230, 220, 40)]
 QUESTION = "What colour is the shape? Options: A. red B. green C. blue D. yellow"
@@ -33,6 +34,7 @@ def test_the_mini_model_learns_an_answer_that_only_the_picture_gives(steps: int 
     torch.manual_seed(0)
     lr = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "mini-sft.yaml").optim.lr
     model, processor = load_model_and_processor("mini")
+    RecallCircuit(window=5).initialize(model)  # the start of the mini recipes (they name the circuit)
     objective = SFTObjective(processor)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
     rng = np.random.default_rng(0)

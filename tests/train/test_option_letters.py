@@ -1,5 +1,5 @@
 """The option-letter objective (`salmonn_o1_mini.option_letters.OptionLetterObjective`), which a
-recipe names in `data.objective`: the plain SFT loss plus a weighted loss on the option letters."""
+recipe names in `objective`: the plain SFT loss plus a weighted loss on the option letters."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_option_letter_weight_adds_the_weighted_loss_of_exactly_the_option_lette
 def test_a_recipe_names_the_objective_and_weight_zero_is_the_plain_loss(tokenizer, tiny_config, tiny_model, tmp_path):
     processor = SalmonnO1Processor(tokenizer, tiny_config)
     assert type(build_objective(DataRecipe(), processor)) is SFTObjective
-    recipe = load_recipe(None, [f"data.objective={{_component_: {OPTION_LETTERS}, weight: 5.0}}"])
+    recipe = load_recipe(None, [f"objective={{_component_: {OPTION_LETTERS}, weight: 5.0}}"])
     objective = build_objective(recipe.data, processor)
     assert isinstance(objective, OptionLetterObjective) and objective.weight == 5.0 and objective.name == "sft"
     examples = text_examples(processor, total=2)

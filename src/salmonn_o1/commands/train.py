@@ -1,4 +1,5 @@
-"""`salmonn-o1 train sft|pdpo --config RECIPE [key=value ...]`: recipe-driven training.
+"""`salmonn-o1 train STAGE --config RECIPE [key=value ...]`: recipe-driven training (sft, pdpo, or a
+stage whose recipe names its objective component, such as perception).
 
 Run under `accelerate launch` for several processes or GPUs (configs in
 recipes/accelerate/); a plain `salmonn-o1 train` runs one process.
@@ -15,8 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train from a YAML recipe; trailing key=value pairs override it (e.g. optim.lr=1e-4). "
         "Checkpoints go to run.out_dir/checkpoint-N; --resume continues the latest one exactly.",
     )
-    parser.add_argument("stage", choices=["perception", "sft", "pdpo"],
-                        help="training stage (perception: encoder pretraining of a model built from scratch)")
+    parser.add_argument("stage", help="training stage: sft, pdpo, or a stage whose recipe names its objective "
+                        "component (perception: encoder pretraining of a model built from scratch)")
     parser.add_argument("--config", required=True, help="recipe YAML (see recipes/)")
     parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
@@ -34,18 +35,18 @@ def run(args: argparse.Namespace) -> int:
         from salmonn_o1.errors import RecipeError
 
         raise RecipeError(f"{args.config}: a recipe for stage {recipe.stage!r}, run with `train {args.stage}`")
-    if args.stage == "perception":
-        from salmonn_o1.train.encoders import run_perception
-
-        result = run_perception(recipe, resume=resume)
-    elif args.stage == "sft":
+    if args.stage == "sft":
         from salmonn_o1.train.sft import build_sft
 
         result = build_sft(recipe).train(resume=resume, stop_at_step=args.stop_at)
-    else:
+    elif args.stage == "pdpo":
         from salmonn_o1.pdpo.pipeline import run_pdpo
 
         result = run_pdpo(recipe, resume=resume, stop_at_step=args.stop_at)
+    else:  # e.g. perception: the recipe's `objective:` component, on the same Trainer
+        from salmonn_o1.train.component_stage import run_component_stage
+
+        result = run_component_stage(recipe, resume=resume, stop_at_step=args.stop_at)
     print(f"trained to step {result.step}; skipped examples: {result.skipped}; "
           f"model: {result.final_dir or result.out_dir}")
     return 0

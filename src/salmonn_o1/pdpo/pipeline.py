@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from salmonn_o1.errors import DataError, RecipeError
+from salmonn_o1.errors import DataError
 from salmonn_o1.pdpo.folder import stage_file
 from salmonn_o1.pdpo.label import run_label
 from salmonn_o1.pdpo.objective import DPOObjective
@@ -62,9 +62,6 @@ class PlannedPairs(Dataset):
 
 def stage_settings(recipe: Recipe) -> PDPOSettings:
     """The recipe's `pdpo:` section, recording `model.source` and seeded by `run.seed` unless it says otherwise."""
-    if recipe.stage_options:
-        raise RecipeError(f"recipe.stage_options: a pdpo recipe puts its settings under `pdpo:` "
-                          f"(got {', '.join(sorted(recipe.stage_options))})")
     return (recipe.pdpo or PDPOSettings()).resolved(model=recipe.model.source, seed=recipe.run.seed)
 
 

@@ -40,6 +40,10 @@ class ModelRecipe:
     lora: LoraRecipe = field(default_factory=LoraRecipe)
     gradient_checkpointing: bool = False
     init_seed: int = 0  # initialisation of a preset model
+    # Model components a recipe asks for by import path, `{_component_: pkg.mod.Name, **kwargs}`:
+    # steps that initialise a fresh preset model or prepare it for training (a research device
+    # such as a built-in circuit); see salmonn_o1.train.model_setup.ModelComponent.
+    components: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -68,8 +72,6 @@ class DataRecipe:
     cache_media: int = 0  # keep this many decoded items' features in memory (small sets, many epochs)
     dev: DataSource | None = None  # a fixed dev subset for periodic evaluation
     dev_items: int = 16
-    objective: dict[str, Any] | None = None  # a component in place of the plain SFT objective
-    # (`{"_component_": ..., **kwargs}`, built with `processor=`): e.g. an extra loss on some tokens
 
 
 @dataclass
@@ -173,7 +175,10 @@ class Recipe:
     optim: OptimRecipe = field(default_factory=OptimRecipe)
     run: RunRecipe = field(default_factory=RunRecipe)
     pdpo: PDPOSettings | None = None  # stage pdpo: the data stages and DPO (defaults when absent)
-    stage_options: dict[str, Any] = field(default_factory=dict)  # stage perception's options
+    # A component in place of the stage's own loss, `{_component_: pkg.mod.Name, **options}`:
+    # for sft a variant of the SFT objective (built with `processor=`, e.g. an extra loss on some
+    # tokens); for any other stage, the objective it trains with (salmonn_o1.train.component_stage).
+    objective: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

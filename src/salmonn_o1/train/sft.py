@@ -79,7 +79,7 @@ def build_sft(recipe: Recipe) -> Trainer:
     evaluate = None
     if recipe.data.dev is not None and recipe.run.eval_every:
         evaluate = DevEvaluation(recipe.data.dev, processor, recipe.data.dev_items)
-    objective = build_objective(recipe.data, processor)
+    objective = build_objective(recipe, processor)
     return Trainer(recipe, model, processor, dataset, objective, evaluate)
 
 

@@ -23,7 +23,7 @@ from salmonn_o1.data.schema import Item, read_items
 from salmonn_o1.errors import RecipeError, SkipExample
 from salmonn_o1.processor import EncodedSample, MediaFeatures, SalmonnO1Processor
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION
-from salmonn_o1.train.recipe import DataRecipe, DataSource
+from salmonn_o1.train.recipe import DataRecipe, DataSource, Recipe
 
 # Item extras flag: the target is the item's steps alone, one turn of numbered steps and no
 # answer turn (a description, or a prefix of a solution). Sources set it on the items they make.
@@ -209,7 +209,7 @@ class SFTExamples(Dataset):
 class SFTObjective:
     """Next-token cross-entropy on assistant tokens (prompt and media masked by the processor).
 
-    A recipe may name a subclass in `data.objective` to weight some target tokens more.
+    A recipe may name a subclass in `objective` to weight some target tokens more.
     """
 
     name = "sft"
@@ -230,8 +230,8 @@ class SFTObjective:
         return loss, {"loss": float(loss.detach())}
 
 
-def build_objective(recipe: DataRecipe, processor: SalmonnO1Processor) -> SFTObjective:
-    """The plain SFT objective, or the component `data.objective` names (built with `processor=`)."""
+def build_objective(recipe: Recipe, processor: SalmonnO1Processor) -> SFTObjective:
+    """The plain SFT objective, or the component the recipe's `objective` names (built with `processor=`)."""
     if recipe.objective is None:
         return SFTObjective(processor)
-    return components.build(recipe.objective, "data.objective", processor=processor)
+    return components.build(recipe.objective, "objective", processor=processor)

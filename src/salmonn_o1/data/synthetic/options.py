@@ -5,7 +5,7 @@ option C."). The miniature LLM learns this for sounds and counts but not for two
 among options that share a colour or a shape: in a real item the letter is one token in a
 hundred, and neither more SFT steps nor a loss on the letter alone taught it. Items that are
 nothing but this look-up do, in about 200 steps, and the skill carries over to real items
-(docs/mini-model.md, "The option letter").
+(src/salmonn_o1_mini/docs/notebook.md, "The option letter").
 """
 
 from __future__ import annotations

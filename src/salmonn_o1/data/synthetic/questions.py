@@ -71,7 +71,8 @@ def screen_at(timeline: Timeline, t: float) -> str:
     Why this wording: each frame's time is written before its picture in the media ("9.0", then
     the frame), so a step that has just written the time can find the frame by matching those
     words (the recall circuit's induction head), where "the shape whose span contains 9.0 s"
-    is a comparison of times that the miniature LLM does not learn (docs/mini-model.md).
+    is a comparison of times that the miniature LLM does not learn
+    (src/salmonn_o1_mini/docs/notebook.md).
     """
     scene = scene_at(timeline, t)
     shown = f"the {scene.label}" if scene is not None else "nothing"

@@ -1,4 +1,8 @@
-"""`salmonn-o1 reproduce mini`: train the miniature model's variants, evaluate them, optionally ship."""
+"""`salmonn-o1 reproduce mini`: train the miniature model's variants, evaluate them, optionally ship.
+
+The research package's subcommands; `salmonn-o1` finds them through the
+`salmonn_o1.commands` entry-point group (pyproject.toml), the core never imports them.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import argparse
 from pathlib import Path
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from salmonn_o1.experiments.reproduce import STRATEGIES
+def register_reproduce(subparsers: argparse._SubParsersAction) -> None:
+    from salmonn_o1_mini.reproduce import STRATEGIES
 
     parser = subparsers.add_parser(
         "reproduce", help="reproduce the shipped miniature model and docs/results.md",
@@ -17,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "of the frame at a time), mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps, random and "
         "contrastive one-step-per-path selection on shared rollouts), then scores every variant on held-out "
         "AVR-Synth test items. Each run resumes; finished runs are skipped. Stage speeds on 2 CPU cores: "
-        "docs/mini-model.md.",
+        "the notebook (src/salmonn_o1_mini/docs/notebook.md).",
     )
     parser.add_argument("target", choices=["mini"], help="what to reproduce")
     parser.add_argument("--recipes", default="recipes", help="folder with the mini-*.yaml recipes")
@@ -34,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from salmonn_o1.experiments.reproduce import MiniPlan, reproduce_mini
     from salmonn_o1.inference import DEFAULT_MODEL_DIR
+    from salmonn_o1_mini.reproduce import MiniPlan, reproduce_mini
 
     ship = None if args.ship is None else (DEFAULT_MODEL_DIR if args.ship == "default" else Path(args.ship))
     plan = MiniPlan(recipes=Path(args.recipes), runs=Path(args.runs), n=args.n, strategies=tuple(args.strategies),

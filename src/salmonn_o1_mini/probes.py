@@ -2,12 +2,12 @@
 
 Each probe asks one question whose answer letter only the media give, trains the aligners and
 the LLM on it (encoders frozen), and prints the answer-letter loss every 10 steps against
-chance. They isolate one skill of the full SFT mix, in minutes (docs/mini-model.md):
+chance. They isolate one skill of the full SFT mix, in minutes (salmonn_o1_mini/docs/notebook.md):
 
     first-colour  "What colour is the first shape?"  (reading the picture)
     colour-at     "What colour is on screen at 3.5 s?"  (a time look-up)
 
-    python -m salmonn_o1.experiments.probes MODEL_DIR first-colour [--steps 120] [--lr 5e-4]
+    python -m salmonn_o1_mini.probes MODEL_DIR first-colour [--steps 120] [--lr 5e-4]
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from salmonn_o1.data.synthetic.dataset import SynthSample, generate_item
-from salmonn_o1.train.encoders import COLOUR_NAMES
 from salmonn_o1.train.sft_data import SFTObjective
+from salmonn_o1_mini.perception import COLOUR_NAMES
 
 LETTERS = "ABCDEF"
 OPTIONS = " ".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(COLOUR_NAMES))

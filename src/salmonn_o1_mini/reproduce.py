@@ -75,12 +75,10 @@ class MiniPlan:
 
 
 def train_perception(plan: MiniPlan) -> Path:
-    from salmonn_o1.train.encoders import run_perception
-    from salmonn_o1.train.recipe import load_recipe
+    from salmonn_o1_mini.perception import run_perception
 
     run_dir = plan.run_dir("mini-perception")
-    recipe = load_recipe(plan.recipes / "mini-perception.yaml", [f"run.out_dir={run_dir}"])
-    return run_perception(recipe, resume=True).final_dir
+    return run_perception(plan.recipes / "mini-perception.yaml", [f"run.out_dir={run_dir}"], resume=True).final_dir
 
 
 def train_sft(plan: MiniPlan, recipe_name: str, run_name: str, source: Path) -> Path:
@@ -117,7 +115,7 @@ def train_pdpo(plan: MiniPlan, sft_model: Path, strategy: str) -> Path:
 
 
 def results_arguments(plan: MiniPlan, sft_model: Path, pdpo_runs: dict[str, Path]) -> list[str]:
-    """The `experiments.results` command line for everything that was trained."""
+    """The `salmonn_o1_mini.results` command line for everything that was trained."""
     args = ["--variant", f"{SFT_NAME}={sft_model}:reasoning"]
     if plan.direct:
         args += ["--variant", f"direct SFT={plan.run_dir('mini-direct') / 'final'}:direct"]
@@ -153,7 +151,7 @@ def ship(model_dir: Path, target: Path) -> Path:
 
 def reproduce_mini(plan: MiniPlan) -> Path:
     """Train (or resume) every variant, write the results, optionally ship; returns the best reasoning model."""
-    from salmonn_o1.experiments import results
+    from salmonn_o1_mini import results
 
     encoders = train_perception(plan)
     copying = train_sft(plan, "mini-copy.yaml", "mini-copy", encoders)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from salmonn_o1.inference import DEFAULT_MODEL_DIR
 from salmonn_o1.pdpo.pipeline import run_pdpo
-from salmonn_o1.train.encoders import run_perception
 from salmonn_o1.train.recipe import load_recipe
 from salmonn_o1.train.sft import run_sft
+from salmonn_o1_mini.perception import run_perception
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 RECIPE = RECIPES / "mini-sft.yaml"
@@ -22,7 +22,7 @@ RECIPE = RECIPES / "mini-sft.yaml"
 def test_the_mini_sft_recipe_reduces_the_loss_on_a_short_schedule(tmp_path):
     perception = run_perception(load_recipe(RECIPES / "mini-perception.yaml", [
         "optim.max_steps=10", "optim.batch_size=2", f"run.out_dir={tmp_path / 'perception'}",
-        "stage_options.dev_items=2"]))
+        "objective.dev_items=2"]))
     result = run_sft(RECIPE, [f"model.source={perception.final_dir}", "optim.max_steps=60", "optim.batch_size=2", "optim.warmup_steps=10",
                               "data.num_workers=0", "run.eval_every=0", "run.save_every=1000",
                               f"run.out_dir={tmp_path / 'sft'}"])

@@ -1,12 +1,12 @@
 """Where a model's look-up answers go wrong: read its test predictions step by step.
 
-    .venv/bin/python scripts/lookup_reads.py runs/results/reasoning-sft.jsonl
+    .venv/bin/python src/salmonn_o1_mini/scripts/lookup_reads.py runs/results/reasoning-sft.jsonl
 
-Reads a prediction file of `python -m salmonn_o1.experiments.results` (AVR-Synth test items) and,
+Reads a prediction file of `python -m salmonn_o1_mini.results` (AVR-Synth test items) and,
 per cross-modal family, counts the answers right, the sound's time found, the screen steps that
 name the shape on screen at their own time, the first lists that are exact, and for the wrong
 frame reads, how far (in scenes) the named shape is from the right one. The numbers of
-docs/mini-model.md, "Look-ups by time", come from this script.
+salmonn_o1_mini/docs/notebook.md, "Look-ups by time", come from this script.
 """
 
 from __future__ import annotations

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from salmonn_o1.model.recall_circuit import induction_slices, pin_recall_circuit, seed_recall_circuit
+from salmonn_o1.train import model_setup
 from salmonn_o1.train.model_setup import build_model
-from salmonn_o1.train.recipe import ModelRecipe
+from salmonn_o1.train.recipe import LoraRecipe, ModelRecipe, load_recipe
+from salmonn_o1_mini.recall_circuit import (
+    RecallCircuit,
+    induction_slices,
+    pin_recall_circuit,
+    seed_recall_circuit,
+)
 
 KEYS, VALUES, BAR = list(range(10, 46)), list(range(50, 170)), 5
 
@@ -98,7 +105,7 @@ def test_pinned_slices_stay_while_the_rest_of_the_llm_learns():
 
 
 def test_seeded_and_pinned_llm_learns_recall_where_a_plain_one_plateaus():
-    """The reason the circuit exists: 120 steps of recall training (docs/mini-model.md has the long runs)."""
+    """The reason the circuit exists: 120 steps of recall training (the mini notebook has the long runs)."""
     def train(seeded: bool) -> float:
         llm = small_llm(seed=3)
         if seeded:
@@ -132,10 +139,13 @@ def test_seeded_and_pinned_llm_learns_recall_where_a_plain_one_plateaus():
     assert train(seeded=False) < 0.6  # the no-recall guess among the unasked values is about 0.4
 
 
+CIRCUIT = {"_component_": "salmonn_o1_mini.recall_circuit.RecallCircuit", "window": 5}
+
+
 def test_the_mini_preset_is_built_seeded_and_its_training_keeps_the_circuit():
-    model, _ = build_model(ModelRecipe(source="mini", train=["llm"]))
+    model, _ = build_model(ModelRecipe(source="mini", train=["llm"], components=[CIRCUIT]))
     llm = model.language_model
-    assert model.config.recall_circuit_window == 5
+    assert not hasattr(model.config, "recall_circuit_window")  # a recipe component, not a config field
     assert llm.config.rope_parameters["rope_theta"] == 1_000_000.0
     first = llm.model.layers[0].self_attn
     assert torch.count_nonzero(first.k_proj.weight) == 0  # both key heads are positional
@@ -155,3 +165,48 @@ def test_the_mini_preset_is_built_seeded_and_its_training_keeps_the_circuit():
 def test_a_window_the_llm_cannot_hold_is_refused(window):
     with pytest.raises(ValueError, match="recall window"):
         seed_recall_circuit(small_llm(), window=window)
+
+
+def test_without_the_component_the_mini_preset_is_a_plain_llm_and_trains_unpinned():
+    model, _ = build_model(ModelRecipe(source="mini", train=["llm"]))
+    llm = model.language_model
+    assert torch.count_nonzero(llm.model.layers[0].self_attn.k_proj.weight) > 0
+    assert all(p.requires_grad for p in llm.model.layers[0].parameters())
+
+
+def test_every_mini_recipe_names_the_circuit_that_its_preset_carried_before():
+    """The `mini` preset used to switch the circuit on for every run of its chain; each recipe now asks."""
+    recipes = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("mini-*.yaml"))
+    assert len(recipes) >= 11
+    for path in recipes:
+        assert load_recipe(path).model.components == [CIRCUIT], path.name
+
+
+def test_a_checkpoint_is_not_reseeded_and_lora_is_not_pinned(tmp_path, monkeypatch):
+    """initialize runs on a fresh preset only; under LoRA the LLM's own weights do not train, so no pin."""
+    calls = []
+
+    class Spy(RecallCircuit):
+        def initialize(self, model):
+            calls.append("initialize")
+            super().initialize(model)
+
+        def prepare_for_training(self, model, trained_groups):
+            calls.append(tuple(trained_groups))
+            super().prepare_for_training(model, trained_groups)
+
+    spy = Spy(window=1)
+    monkeypatch.setattr(model_setup, "model_components", lambda recipe: [spy])
+    model, processor = build_model(ModelRecipe(source="tiny", train=["llm"], components=[CIRCUIT]))
+    assert calls == ["initialize", ("llm",)]
+    assert not any(p.requires_grad for p in model.language_model.model.layers[0].parameters())
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    calls.clear()
+    build_model(ModelRecipe(source=str(tmp_path), train=["aligners", "llm"], components=[CIRCUIT]))
+    assert calls == [("aligners", "llm")]
+    calls.clear()
+    lora = build_model(ModelRecipe(source="tiny", train=["aligners", "llm"], components=[CIRCUIT],
+                                   lora=LoraRecipe(enabled=True, r=4, alpha=8)))[0]
+    assert calls == ["initialize", ("aligners",)]
+    assert any(p.requires_grad for n, p in lora.language_model.named_parameters() if "layers.0." in n)

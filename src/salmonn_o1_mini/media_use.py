@@ -2,9 +2,9 @@
 
 A model that learned only the text of AVR-Synth answers scores the same loss whichever clip
 it is shown; one that reads the media pays for the wrong clip. This is how the first
-miniature-model runs were found to ignore their media (docs/mini-model.md).
+miniature-model runs were found to ignore their media (salmonn_o1_mini/docs/notebook.md).
 
-    python -m salmonn_o1.experiments.media_use MODEL_DIR [--n 32] [--split dev]
+    python -m salmonn_o1_mini.media_use MODEL_DIR [--n 32] [--split dev]
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Every AVR-Synth step starts from a look-up ("the white circle is visible from ..."): find the
 sentence or frame the words name and copy what follows it. A pretrained LLM has the circuit for
 that: previous-token heads and an induction head on top of them. A small LLM trained from
-scratch learns it only after a long plateau (docs/mini-model.md: multi-query associative recall
-on the task's own tokens stays at the no-recall baseline for 6,000 steps), far beyond a CPU
-budget. So the miniature model starts with the circuit's attention patterns built in:
+scratch learns it only after a long plateau (salmonn_o1_mini/docs/notebook.md: multi-query
+associative recall on the task's own tokens stays at the no-recall baseline for thousands of
+steps), far beyond a CPU budget. So the miniature model starts with the circuit's attention patterns built in:
 
 - layer 0, heads 0..window-1: head k attends to the token k + 1 back (a query bias that is the
   key bias rotated by k + 1 positions, zero q/k weights: the score depends on distance only),
@@ -20,14 +20,21 @@ budget. So the miniature model starts with the circuit's attention patterns buil
 
 The value/output weights of the induction head and everything else are ordinary random
 weights that learn. Gradient descent, left alone, wipes the seeded patterns out before it
-uses them (probe: start-time look-up 0.12 after 400 steps); pinned, the look-up is learnt in
-150 steps (0.98). `pin_recall_circuit` keeps the circuit while the rest trains: layer 0 stays
-as built (frozen whole: with its MLP and last head free, 700 SFT steps taught them to move the
-previous tokens between subspaces, and the induction head then matched the wrong offsets), and
-the induction head's query/key rows get no gradient.
+uses them (the notebook's probes); pinned, the look-up is learnt in a few hundred steps.
+`pin_recall_circuit` keeps the circuit while the rest trains: layer 0 stays as built (frozen
+whole: with its MLP and last head free, SFT taught them to move the previous tokens between
+subspaces, and the induction head then matched the wrong offsets), and the induction head's
+query/key rows get no gradient.
+
+`RecallCircuit` is the component a recipe names for this
+(`model.components: [{_component_: salmonn_o1_mini.recall_circuit.RecallCircuit, window: 5}]`):
+it seeds a model built fresh from a preset and pins the circuit whenever the LLM's own weights train.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -118,3 +125,28 @@ def pin_recall_circuit(llm: nn.Module, window: int) -> list:
         # The mask follows the gradient: the model may move to a GPU after pinning (accelerate prepare).
         handles.append(parameter.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device)))
     return handles
+
+
+@dataclass(frozen=True)
+class RecallCircuit:
+    """The recall circuit as a model component (`salmonn_o1.train.model_setup.ModelComponent`).
+
+    Every recipe of a model that started with the circuit names it, not only the first: a
+    checkpoint carries the seeded weights but not the instruction to keep them, and a stage that
+    trains the LLM without the pin loses the circuit (see the module doc).
+    """
+
+    window: int = 5
+
+    def initialize(self, model: nn.Module) -> None:
+        """A model built fresh from a preset: write the circuit into its LLM.
+
+        Draws from the global RNG right after the model's own initialisation, so a preset and a
+        seed give the same weights on every run.
+        """
+        seed_recall_circuit(model.language_model, self.window)
+
+    def prepare_for_training(self, model: nn.Module, trained_groups: Sequence[str]) -> None:
+        """Pin the circuit when the LLM's own weights train (not under LoRA, whose base weights are frozen)."""
+        if "llm" in trained_groups:
+            pin_recall_circuit(model.language_model, self.window)

@@ -1,11 +1,11 @@
 """Are pDPO's step pairs right about the frame? Check each look-up step pair against the timeline.
 
-    .venv/bin/python scripts/pdpo_screen_pairs.py runs/mini-pdpo/stages/pairs.jsonl
+    .venv/bin/python src/salmonn_o1_mini/scripts/pdpo_screen_pairs.py runs/mini-pdpo/stages/pairs.jsonl
 
 For every step pair whose chosen or rejected step reads the screen ("At 9.0 s the screen shows
 the green square."), the clip is regenerated from the pair's media (AVR-Synth train items) and
 both reads are checked. Step values come from a few rollouts each; this shows how often they
-prefer the right read (docs/mini-model.md, "pDPO").
+prefer the right read (salmonn_o1_mini/docs/notebook.md, "pDPO").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Does a from-scratch LLM of the mini model's size learn associative recall at all?
 
 Every AVR-Synth step starts from a look-up ("when is the white circle on screen?"), and the
-text-stage probes (docs/mini-model.md) never learnt it. This probe strips the look-up to its
+text-stage probes (salmonn_o1_mini/docs/notebook.md) never learnt it. This probe strips the look-up to its
 core, multi-query associative recall (MQAR) on the task's own words: a list of facts
 "<shape> <time>" (each shape one token, each time one token), a bar, then every shape again in
 a random order, and the loss on the times only:
@@ -12,11 +12,11 @@ A model that does not look up the keys can still learn that each answer is one o
 times not yet asked for; the probe prints the accuracy of that guess ("no-recall baseline")
 beside the model's, so a plateau at the baseline means no recall.
 
-    python scripts/recall_probe.py --steps 1500                 # the mini LLM: 4 layers, 192 wide
-    python scripts/recall_probe.py --steps 1500 --layers 2 --kv-heads 6
-    python scripts/recall_probe.py --steps 300 --window 1       # with the built-in recall circuit
+    python src/salmonn_o1_mini/scripts/recall_probe.py --steps 1500                 # the mini LLM: 4 layers, 192 wide
+    python src/salmonn_o1_mini/scripts/recall_probe.py --steps 1500 --layers 2 --kv-heads 6
+    python src/salmonn_o1_mini/scripts/recall_probe.py --steps 300 --window 1       # with the built-in recall circuit
 
-`--window k` starts the LLM with the recall circuit of salmonn_o1.model.recall_circuit (rope_theta
+`--window k` starts the LLM with the recall circuit of salmonn_o1_mini.recall_circuit (rope_theta
 1e6) and pins it; `--no-pin` lets training change it.
 """
 
@@ -30,8 +30,8 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from salmonn_o1.data.synthetic.timeline import COLOURS, SHAPES
-from salmonn_o1.model.recall_circuit import pin_recall_circuit, seed_recall_circuit
 from salmonn_o1.tokenizer import load_tokenizer
+from salmonn_o1_mini.recall_circuit import pin_recall_circuit, seed_recall_circuit
 
 Example = tuple[list[int], list[int]]
 

@@ -8,7 +8,7 @@ import pytest
 from salmonn_o1.checkpoints import load_model_and_processor
 from salmonn_o1.data.synthetic.dataset import generate_item
 from salmonn_o1.data.synthetic.timeline import scene_at
-from salmonn_o1.experiments.probes import COLOUR_NAMES, colour_at, first_colour, run_probe
+from salmonn_o1_mini.probes import COLOUR_NAMES, colour_at, first_colour, run_probe
 
 
 def test_the_probe_answers_are_read_from_the_timeline():

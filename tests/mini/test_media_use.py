@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from salmonn_o1.checkpoints import load_model_and_processor
 from salmonn_o1.data.synthetic.dataset import generate_item
-from salmonn_o1.experiments.media_use import item_loss, media_swap_report
+from salmonn_o1_mini.media_use import item_loss, media_swap_report
 
 
 def test_the_loss_depends_on_which_clip_is_shown_and_the_report_is_consistent():

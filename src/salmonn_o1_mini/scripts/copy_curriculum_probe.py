@@ -3,13 +3,13 @@
 A bare loop (no media, no chat template): a `Qwen2ForCausalLM` shaped like the mini preset's
 LLM learns AVR-Synth text items (the clip's description, then its question) and prints, every
 50 steps, the teacher-forced accuracy on the colour words of the dev targets. This is the
-experiment behind recipes/mini-copy.yaml (docs/mini-model.md, "The copy curriculum"):
+experiment behind recipes/mini-copy.yaml (salmonn_o1_mini/docs/notebook.md, "The copy curriculum"):
 
-    python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 300                # counting, first step
-    python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 600 --families all --full
-    python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 700 --families all --full --warmup-copy 250
-    python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 500 --time-tokens   # " 3.5" is one token
-    python scripts/copy_curriculum_probe.py --lr 1e-3 --steps 400 --window 5     # the recall circuit
+    python src/salmonn_o1_mini/scripts/copy_curriculum_probe.py --lr 1e-3 --steps 300                # counting, first step
+    python src/salmonn_o1_mini/scripts/copy_curriculum_probe.py --lr 1e-3 --steps 600 --families all --full
+    python src/salmonn_o1_mini/scripts/copy_curriculum_probe.py --lr 1e-3 --steps 700 --families all --full --warmup-copy 250
+    python src/salmonn_o1_mini/scripts/copy_curriculum_probe.py --lr 1e-3 --steps 500 --time-tokens   # " 3.5" is one token
+    python src/salmonn_o1_mini/scripts/copy_curriculum_probe.py --lr 1e-3 --steps 400 --window 5     # the recall circuit
 
 It also prints the share of dev targets predicted entirely right (every token, teacher-forced).
 """
@@ -25,8 +25,8 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from salmonn_o1.data.synthetic import FAMILIES, SynthConfig
 from salmonn_o1.data.synthetic.describe import text_item
 from salmonn_o1.data.synthetic.timeline import COLOURS, SHAPES
-from salmonn_o1.model.recall_circuit import pin_recall_circuit, seed_recall_circuit
 from salmonn_o1.tokenizer import load_tokenizer
+from salmonn_o1_mini.recall_circuit import pin_recall_circuit, seed_recall_circuit
 
 TRANSFORMS: list = []  # text rewrites of prompt and target (--entity-tokens)
 COPY_FAMILY = "cross_modal_counting"  # its first step copies the question's shape, then its times

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from salmonn_o1.commands.demo import SAMPLE_DIR
-from salmonn_o1.experiments.reproduce import MiniPlan, best_reasoning_model, reproduce_mini
 from salmonn_o1.inference import SalmonnO1Pipeline
 from salmonn_o1.records import read_records
+from salmonn_o1_mini.reproduce import MiniPlan, best_reasoning_model, reproduce_mini
 
 SYNTH = "salmonn_o1.data.synthetic.sft_source.SynthSource"
 CURRICULUM = "salmonn_o1_mini.curriculum.CurriculumSource"
@@ -34,9 +34,10 @@ SFT = {
 PERCEPTION = {
     "stage": "perception",
     "model": {"source": "tiny"},
-    "optim": {"lr": 3e-3, "batch_size": 2, "max_steps": 4},
+    "objective": {"_component_": "salmonn_o1_mini.perception.PerceptionObjective", "dev_items": 2},
+    # the schedule of the stage's first, separate loop: a tenth of the steps (at least one) of warm-up
+    "optim": {"lr": 3e-3, "batch_size": 2, "max_steps": 4, "weight_decay": 0.01, "warmup_steps": 1},
     "run": {"out_dir": "unused"},
-    "stage_options": {"dev_items": 2},
 }
 PDPO = {
     "stage": "pdpo",
@@ -65,10 +66,10 @@ def write_recipes(folder: Path) -> Path:
     answer = {**text, "data": {**text["data"], "sources": [
         curriculum(task="text", loss_last_steps=2)]}}
     options = {**SFT, "model": {"source": "unused", "train": ["llm"]},
-               "data": {**SFT["data"], "sources": [curriculum(task="options")],
-                        "objective": {"_component_": OPTION_LETTERS, "weight": 5.0}},
+               "data": {**SFT["data"], "sources": [curriculum(task="options")]},
+               "objective": {"_component_": OPTION_LETTERS, "weight": 5.0},
                "optim": {**SFT["optim"], "max_steps": 5}}
-    letters = {**options, "data": {**SFT["data"], "objective": {"_component_": OPTION_LETTERS, "weight": 1.0}}}
+    letters = {**options, "data": SFT["data"], "objective": {"_component_": OPTION_LETTERS, "weight": 1.0}}
     lookup = {**letters, "data": {**letters["data"], "sources": [curriculum(step_format="lookup")]}}
     recipes = {"mini-perception.yaml": PERCEPTION, "mini-copy.yaml": copying, "mini-text.yaml": text,
                "mini-answer.yaml": answer,
@@ -176,7 +177,7 @@ def test_a_rerun_trains_nothing_again(reproduced):
 def test_scoring_with_an_explicit_device_and_dtype_matches_the_default_on_a_cpu(reproduced, tmp_path):
     """`results --device cpu --dtype float32` (how a GPU machine scores as a CPU does) predicts the
     same answers as the default on this CPU, and writes its own prediction cache."""
-    from salmonn_o1.experiments import results
+    from salmonn_o1_mini import results
 
     plan, _ = reproduced
     sft = plan.runs / "mini-lookup" / "final"
