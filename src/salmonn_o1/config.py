@@ -1,6 +1,6 @@
 """Configuration of the audio-visual model: data, with presets as named constructors.
 
-Defaults equal the released video-SALMONN-o1 (DESIGN.md section 1) except
+Defaults equal the released video-SALMONN-o1 (docs/released-model.md) except
 `interleave_mode`, which defaults to true time alignment for new models; the
 `video-salmonn-o1-7b` preset sets the released ("release") interleaving.
 """
@@ -61,7 +61,7 @@ class SalmonnO1Config(PreTrainedConfig):
     time_tokens: bool = False
     # How a frame's time token(s) are made. "learned": one token, a linear map of a sinusoid of
     # the time. "text": the time written as the steps write it (" 3.5") and embedded with the
-    # LLM's own token embeddings -- what the release computes (and then discards, DESIGN.md);
+    # LLM's own token embeddings -- what the release computes (and then discards);
     # a model trained from scratch can then match "at 3.5 s" in a question to the frame by
     # copying tokens. Needs `time_text_ids`: token ids of the time text on a `time_text_step`
     # grid from 0 s (row k is k * step; -1 pads rows to one length), built from the tokenizer.
@@ -250,7 +250,7 @@ def mini_config(vocab_size: int = 704, media_token_id: int = 3, **overrides) -> 
             num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=4096,
             tie_word_embeddings=False,
             # The released LLM's base (1e6): its lowest frequencies barely turn over a clip's
-            # tokens, which the recall circuit's distance-free match needs.
+            # tokens, which a match of tokens regardless of distance needs.
             rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
         ),
         spatial_pool_stride=4,

@@ -5,7 +5,7 @@ The layout is computed as an *index plan* over the concatenation
 uses its length to expand the media placeholder, and the model gathers the
 embeddings with it, so the two can never disagree about the count.
 
-Two modes (DESIGN.md section 1):
+Two modes (docs/released-model.md):
 - "release": the released model's layout. The first round(50 T) audio tokens
   (T = duration; for T >= 3 s that is every token, padding included) are
   nearest-neighbour stretched to a multiple of F and split evenly by count;
