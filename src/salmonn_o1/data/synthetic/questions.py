@@ -204,7 +204,7 @@ def cross_modal_counting(rng: np.random.Generator, config: SynthConfig, target: 
 
     (The earlier design put `target` beeps inside the asked shape's window and
     scattered the rest over the whole clip, so the densest burst of beeps told
-    the count: an audio-only probe scored 36 % against 25 % chance.)
+    the count without the picture: src/salmonn_o1_mini/docs/notebook.md.)
     """
     k = config.num_options
     n = max(int(rng.integers(config.min_scenes, config.max_scenes + 1)), k + 1)
