@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from salmonn_o1.processor import SalmonnO1Processor
-from salmonn_o1.train.recipe import DataRecipe, DataSource, load_recipe
+from salmonn_o1.train.recipe import DataRecipe, DataSource, Recipe, load_recipe
 from salmonn_o1.train.sft_data import SFTExamples, SFTObjective, build_objective
 from salmonn_o1_mini.option_letters import OptionLetterObjective
 
@@ -42,9 +42,9 @@ def test_option_letter_weight_adds_the_weighted_loss_of_exactly_the_option_lette
 
 def test_a_recipe_names_the_objective_and_weight_zero_is_the_plain_loss(tokenizer, tiny_config, tiny_model, tmp_path):
     processor = SalmonnO1Processor(tokenizer, tiny_config)
-    assert type(build_objective(DataRecipe(), processor)) is SFTObjective
+    assert type(build_objective(Recipe(), processor)) is SFTObjective
     recipe = load_recipe(None, [f"objective={{_component_: {OPTION_LETTERS}, weight: 5.0}}"])
-    objective = build_objective(recipe.data, processor)
+    objective = build_objective(recipe, processor)
     assert isinstance(objective, OptionLetterObjective) and objective.weight == 5.0 and objective.name == "sft"
     examples = text_examples(processor, total=2)
     batch = objective.collate([examples[0], examples[1]])
