@@ -34,15 +34,17 @@ class Cost:
         return asdict(self)
 
 
-def _language_model(model: nn.Module) -> nn.Module:
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The model itself under distributed / compiled wrappers (which keep it in `.module`)."""
     while hasattr(model, "module") and isinstance(model.module, nn.Module):
         model = model.module
-    return getattr(model, "language_model", model)
+    return model
 
 
 @contextmanager
 def count_forward(model: nn.Module | None, cost: Cost) -> Iterator[Cost]:
-    """Count LLM calls made inside the block into `cost` (no-op for model None: scripted policies)."""
+    """Count the model's forward calls (one per LLM pass: every caller decodes through the model's own
+    forward) made inside the block into `cost` (no-op for model None: scripted policies)."""
     if model is None:
         yield cost
         return
@@ -55,7 +57,7 @@ def count_forward(model: nn.Module | None, cost: Cost) -> Iterator[Cost]:
         if x is not None:
             cost.forward_positions += int(x.shape[0] * x.shape[1])
 
-    handle = _language_model(model).register_forward_hook(hook, with_kwargs=True)
+    handle = _unwrapped(model).register_forward_hook(hook, with_kwargs=True)
     try:
         yield cost
     finally:
