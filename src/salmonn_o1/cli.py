@@ -18,7 +18,7 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
-from salmonn_o1.errors import SalmonnError
+from salmonn_o1.errors import SalmonnError, os_reason
 
 COMMAND_MODULES = [
     "salmonn_o1.commands.demo",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="salmonn-o1", description="Reasoning-enhanced audio-visual LLMs (video-SALMONN-o1)."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -48,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         register(subparsers)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version; the source tree's when run from a checkout (PYTHONPATH=src)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("salmonn-o1")
+    except PackageNotFoundError:
+        from salmonn_o1 import __version__
+
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except SalmonnError as error:
         print(f"salmonn-o1 {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # The last net for the environment (a read-only folder, a full disk, a file where a folder
+        # belongs) where no command turned it into a SalmonnError: one line naming the path. An
+        # OSError without a path is not known to be the user's and keeps its traceback.
+        if error.filename is None:
+            raise
+        print(f"salmonn-o1 {args.command}: error: {error.filename}: {os_reason(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,5 +1,13 @@
 """The toolkit's error types: each names the input and what is wrong with it."""
 
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class SalmonnError(Exception):
     """Base class: a problem with user input that deserves a one-line message."""
@@ -27,3 +35,47 @@ class SkipExample(SalmonnError):
     Datasets raise it from `__getitem__`; the trainer catches exactly this and the input
     errors above (`MediaError`, `DataError`), so any other exception, a bug, stops the run.
     """
+
+
+class OutputError(SalmonnError):
+    """An output path the run cannot write: a read-only folder, a full disk, a file where a folder belongs.
+
+    Raised before work is lost where it can be (an output folder is probed before a run starts), and
+    in place of the bare `OSError` traceback where a write fails midway.
+    """
+
+
+def os_reason(error: OSError) -> str:
+    """The operating system's words for `error` ("Permission denied", "No space left on device")."""
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        return "a file stands where a folder is needed"
+    return error.strerror or str(error)
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an `OSError` raised while writing `path` into one `OutputError` line naming it.
+
+    The file the system names (a shard inside an output folder, say) is reported when known.
+    """
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(f"cannot write {error.filename or path}: {os_reason(error)}") from error
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create `path` if needed and prove a file can be written in it, before a long run begins.
+
+    A read-only folder or a file standing where the folder belongs then fails at once with one line,
+    not after the first hour of work (or with a traceback).
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(f"cannot write {what} {path}: {os_reason(error)}") from error
+    return path

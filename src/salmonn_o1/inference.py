@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from salmonn_o1.decoding import Decoder
+from salmonn_o1.eval.extract import read_answer
 from salmonn_o1.generation import SamplingConfig
 from salmonn_o1.processor import MediaFeatures, MediaInput, SalmonnO1Processor
 from salmonn_o1.prompts import format_question
@@ -45,7 +46,7 @@ class AnswerResult:
     reasoning: str | None  # turn-1 text, None for direct answers
     steps: list[str]
     answer_text: str  # turn-2 text (or the direct answer)
-    answer: str | None  # extracted letter / YES / NO / free text; None if unparseable
+    answer: str | None  # read by the one rule (`read_answer`): letter / YES / NO / phrase; None if unreadable
     raw_text: str  # "Reasoning: ...\nAnswer: ..." as the release writes it
     timings: dict = field(default_factory=dict)
     tokens: dict = field(default_factory=dict)
@@ -188,9 +189,7 @@ class SalmonnO1Pipeline:
         for i, q in enumerate(questions):
             reasoning = texts[i] if q.reasoning else None
             answer_text = answers[i]
-            answer = _extract(answer_text, q.options)
-            if answer is None and reasoning:
-                answer = _extract(reasoning, q.options)
+            answer = read_answer(answer_text, reasoning, q.options)
             raw = f"Reasoning: {reasoning}\nAnswer: {answer_text}" if reasoning is not None else answer_text
             results.append(AnswerResult(
                 question=q.question, options=q.options, reasoning=reasoning,
@@ -209,15 +208,6 @@ class SalmonnO1Pipeline:
     def _text(self, tokens: list[int]) -> str:
         tokens = [t for t in tokens if t not in self.stop_ids]
         return self.processor.tokenizer.decode(tokens, skip_special_tokens=False).strip()
-
-
-def _extract(text: str, options: list[str] | None) -> str | None:
-    """A letter when there are options; otherwise YES/NO if stated, else the concluding phrase."""
-    from salmonn_o1.eval.extract import extract_answer
-
-    if options:
-        return extract_answer(text, options, kind="choice")
-    return extract_answer(text, kind="yes_no") or extract_answer(text, kind="open")
 
 
 class _Streamer:

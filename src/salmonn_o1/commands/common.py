@@ -1,8 +1,55 @@
-"""Arguments several commands share: model, device, dtype, generation settings."""
+"""Arguments several commands share: model, device, dtype, generation settings.
+
+Numeric options are checked by their argparse types, so a bad value (`--max-new-tokens 0`,
+`--temperature -1`, `--top-p 0`, `--num-workers -1`) is one usage error (exit 2) before
+any model loads, not a traceback from deep inside generation.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+
+
+def _number(text: str, kind: type) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum` (the message says which bound was broken)."""
+
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (a sampling temperature)."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    return value
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number in (0, 1] (nucleus sampling's top-p)."""
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value:g}")
+    return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -11,14 +58,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                         help="auto: bf16 on CUDA, float32 on CPU")
+    parser.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                        help="--no-strict: load a checkpoint whose tensors do not all fit the config, listing "
+                             "what was missing, unexpected or misshapen (missing ones stay freshly initialised). "
+                             "Default: --strict")
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-reasoning", action="store_true", help="answer directly in one turn")
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="reasoning turn")
-    parser.add_argument("--answer-max-new-tokens", type=int, default=64, help="final-answer turn")
-    parser.add_argument("--temperature", type=float, default=None, help="sample with this temperature (default: greedy)")
-    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int_at_least(1), default=512, help="reasoning turn")
+    parser.add_argument("--answer-max-new-tokens", type=int_at_least(1), default=64, help="final-answer turn")
+    parser.add_argument("--temperature", type=positive_float, default=None,
+                        help="sample with this temperature (> 0; default: greedy)")
+    parser.add_argument("--top-p", type=probability, default=1.0, help="in (0, 1]; default 1")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -32,4 +84,5 @@ def generation_kwargs(args: argparse.Namespace) -> dict:
 def load_pipeline(args: argparse.Namespace):
     from salmonn_o1.inference import SalmonnO1Pipeline
 
-    return SalmonnO1Pipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    options = {} if getattr(args, "strict", True) else {"strict": False}
+    return SalmonnO1Pipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype, **options)

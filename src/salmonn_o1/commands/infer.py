@@ -9,6 +9,7 @@ from salmonn_o1.commands.common import (
     add_generation_arguments,
     add_model_arguments,
     generation_kwargs,
+    int_at_least,
     load_pipeline,
 )
 
@@ -17,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("infer", help="answer every item of a JSONL file (append-and-resume)")
     parser.add_argument("--data", required=True, help="items JSONL (the toolkit's item schema)")
     parser.add_argument("--out", required=True, help="predictions JSONL (appended; re-running resumes)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding media")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=1)
+    parser.add_argument("--num-workers", type=int_at_least(0), default=0, help="DataLoader workers decoding media")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_arguments(parser)
     add_generation_arguments(parser)

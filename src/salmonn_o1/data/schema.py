@@ -189,10 +189,17 @@ def item_from_dict(record: Any, where: str, base_dir: Path | None = None) -> Ite
 
 def _json_lines(path: Path) -> Iterable[tuple[int, Any]]:
     """(line number, parsed object) for each non-blank line; DataError names the bad line."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a JSONL file")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path} line {number}: not UTF-8 text (byte {raw[error.start]:#04x} at column "
+                                f"{error.start + 1}); save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:

@@ -9,6 +9,12 @@ answer; failing that, a last line that opens with a letter. Ambiguous text
 ("A or B", two different options named, no conclusion at all) returns None,
 which scores as wrong and is listed in the report. A letter beyond the item's
 options ("E" with four) is not an answer.
+
+Which text is read (`read_answer`, the one rule `ask`, `infer` and `eval`
+share): the answer turn's text first; when it gives no readable answer, the
+conclusion of the reasoning text; when neither does, the answer is
+unreadable (None: `ask` says so, `infer` writes `"prediction": null`, `eval`
+counts the item as unparsed, i.e. wrong).
 """
 
 from __future__ import annotations
@@ -184,6 +190,26 @@ def extract_answer(text: str | None, options: list[str] | None = None, kind: str
     if kind == "open":
         return _open(text)
     raise ValueError(f"unknown answer kind {kind!r}; expected choice, yes_no or open")
+
+
+def answer_kinds(options: list[str] | None, kind: str | None = None) -> tuple[str, ...]:
+    """The kinds to try, in order: the item's own kind when known; else a letter when there are
+    options, YES/NO then the concluding phrase when there are none (a question without a gold answer)."""
+    if kind is not None:
+        return (kind,)
+    return ("choice",) if options else ("yes_no", "open")
+
+
+def read_answer(answer_text: str | None, reasoning: str | None = None, options: list[str] | None = None,
+                kind: str | None = None) -> str | None:
+    """The one answer-reading rule (module docstring): the answer turn, else the reasoning's
+    conclusion, else None (unreadable)."""
+    for text in (answer_text, reasoning):
+        for k in answer_kinds(options, kind):
+            found = extract_answer(text, options, k)
+            if found is not None:
+                return found
+    return None
 
 
 def open_answer_matches(predicted: str, gold: str) -> bool:

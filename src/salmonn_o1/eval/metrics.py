@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from salmonn_o1.data.schema import Item, Prediction
-from salmonn_o1.eval.extract import extract_answer, open_answer_matches
+from salmonn_o1.eval.extract import extract_answer, open_answer_matches, read_answer
 
 Mode = Literal["answer", "reasoning"]
 Status = Literal["ok", "unparsed", "missing", "error"]
@@ -122,14 +122,18 @@ def group_key(by: str) -> Callable[[Item], str]:
 
 def score_item(item: Item, prediction: Prediction | None, mode: Mode = "answer", group: str = "") -> ItemScore:
     """Score one item against its prediction; `mode` picks the second-turn
-    "answer" or the conclusion of the "reasoning" text."""
+    "answer" (read by `read_answer`: falling back to the reasoning's conclusion when the
+    answer turn is unreadable, as `infer` and `ask` do) or the conclusion of the "reasoning" text."""
     if prediction is None:
         return ItemScore(item.id, group, item.answer, None, False, "missing")
     if prediction.error:
         return ItemScore(item.id, group, item.answer, None, False, "error", prediction.error)
     text = prediction.answer if mode == "answer" else prediction.reasoning
     kind = item.kind
-    predicted = extract_answer(text, item.options, kind)
+    if mode == "answer":  # the shared rule: the answer turn, else the reasoning's conclusion
+        predicted = read_answer(prediction.answer, prediction.reasoning, item.options, kind)
+    else:
+        predicted = extract_answer(text, item.options, kind)
     if predicted is None:
         return ItemScore(item.id, group, item.answer, None, False, "unparsed", text)
     if kind == "open":
