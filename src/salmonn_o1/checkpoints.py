@@ -46,6 +46,25 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | None
     return DTYPES[dtype]
 
 
+def looks_local(source: str) -> bool:
+    """Whether `source` can only mean a local path, never a hub id (`org/name`): it starts with
+    `.`, `/` or `~`, has more than one `/` or a backslash, or its first part is a local folder."""
+    if source.startswith((".", "/", "~")) or "\\" in source or source.count("/") > 1:
+        return True
+    head = source.split("/", 1)[0]
+    return "/" in source and Path(head).is_dir()
+
+
+def check_checkpoint_files(path: Path) -> None:
+    """A checkpoint directory of ours needs config.json and the tokenizer: say which one is missing."""
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: config.json is missing (a checkpoint directory holds config.json, "
+                              "the weights and the tokenizer)")
+    if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json")):
+        raise CheckpointError(f"{path}: the tokenizer is missing (no tokenizer.json); copy it from the model "
+                              "the checkpoint was trained from")
+
+
 def load_model_and_processor(
     source: str | os.PathLike,
     device: str = "cpu",
@@ -70,6 +89,9 @@ def load_model_and_processor(
         torch.manual_seed(seed)
         model = SalmonnO1ForConditionalGeneration(config)
         processor = SalmonnO1Processor(tokenizer, config)
+    elif looks_local(source) and not Path(source).expanduser().exists():
+        # Not a hub id: fail now rather than after the hub's timeouts.
+        raise CheckpointError(f"{source}: no such checkpoint directory")
     elif (release_dir := find_release_checkpoint(source)) is not None:
         # The released layout: its key map, its tokenizer (see salmonn_o1.release).
         model, processor = load_release_model_and_processor(release_dir, dtype=torch_dtype, **model_kwargs)
@@ -79,6 +101,7 @@ def load_model_and_processor(
             raise CheckpointError(
                 f"{source}: no such checkpoint directory (or preset; presets: {', '.join(sorted(PRESETS))})"
             )
+        check_checkpoint_files(path)
         model = SalmonnO1ForConditionalGeneration.from_pretrained(path, **model_kwargs)
         processor = SalmonnO1Processor.from_pretrained(path, config=model.config)
     if model_kwargs.get("device_map") is not None:

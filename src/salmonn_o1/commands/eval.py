@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 

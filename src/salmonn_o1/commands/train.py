@@ -21,15 +21,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", required=True, help="recipe YAML (see recipes/)")
     parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
-                        help="resume from the latest checkpoint in run.out_dir, or from the given checkpoint dir")
+                        help="resume from the latest checkpoint-N in run.out_dir, or from the given checkpoint dir "
+                             "(a following key=value is an override, not a checkpoint)")
     parser.add_argument("--stop-at", type=int, default=None, help="stop (after checkpointing) at this step")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from salmonn_o1.errors import ensure_writable_dir
     from salmonn_o1.train.recipe import load_recipe
 
+    if args.resume not in (None, "auto") and "=" in args.resume and not Path(args.resume).exists():
+        # `--resume optim.max_steps=1`: the optional value swallowed an override; resume from the latest
+        args.overrides = [args.resume, *args.overrides]
+        args.resume = "auto"
     recipe = load_recipe(args.config, args.overrides)
+    ensure_writable_dir(recipe.run.out_dir, "run.out_dir")  # before the model is built
     resume = args.resume or False
     if recipe.stage != args.stage:
         from salmonn_o1.errors import RecipeError

@@ -9,6 +9,7 @@ a typo in a recipe must not silently train the wrong thing.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -203,7 +204,40 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
         raw = loaded or {}
     for override in overrides or []:
         apply_override(raw, override)
-    return build(Recipe, raw, "recipe")
+    recipe = build(Recipe, raw, "recipe")
+    validate_recipe(recipe)
+    return recipe
+
+
+# (section, field, lowest allowed, highest allowed or None): checked when a recipe loads, so
+# `optim.max_steps=-1` is one RecipeError, not a traceback from the data sampler minutes later.
+_BOUNDS = [
+    ("optim", "lr", 0.0, None), ("optim", "weight_decay", 0.0, None), ("optim", "warmup_steps", 0, None),
+    ("optim", "min_lr_ratio", 0.0, 1.0), ("optim", "max_grad_norm", 0.0, None), ("optim", "batch_size", 1, None),
+    ("optim", "grad_accum", 1, None), ("optim", "max_steps", 1, None),
+    ("data", "direct_fraction", 0.0, 1.0), ("data", "max_length", 1, None), ("data", "num_workers", 0, None),
+    ("data", "group_factor", 1, None), ("data", "cache_media", 0, None), ("data", "dev_items", 0, None),
+    ("run", "log_every", 1, None), ("run", "save_every", 1, None), ("run", "keep_last", 1, None),
+    ("run", "eval_every", 0, None),
+]
+_CHOICES = [("optim", "schedule", ("cosine", "linear", "constant")), ("run", "precision", ("no", "bf16", "fp16"))]
+
+
+def validate_recipe(recipe: Recipe) -> None:
+    """Raise RecipeError naming the first field whose value is out of range (`optim.max_steps: -1 ...`)."""
+    for section, name, low, high in _BOUNDS:
+        value = getattr(getattr(recipe, section), name)
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if not finite or value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise RecipeError(f"{section}.{name}: {value!r} is out of range; it must be {bound}")
+    for section, name, choices in _CHOICES:
+        value = getattr(getattr(recipe, section), name)
+        if value not in choices:
+            raise RecipeError(f"{section}.{name}: {value!r} is not one of {', '.join(choices)}")
+    for i, source in enumerate(recipe.data.sources):
+        if not (math.isfinite(source.weight) and source.weight > 0):
+            raise RecipeError(f"data.sources[{i}].weight: {source.weight!r} is out of range; it must be > 0")
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

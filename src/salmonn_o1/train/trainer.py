@@ -15,6 +15,7 @@ import math
 import random
 import shutil
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from salmonn_o1.errors import CheckpointError, DataError, MediaError, RecipeError, SkipExample
+from salmonn_o1.errors import (
+    CheckpointError,
+    DataError,
+    MediaError,
+    RecipeError,
+    SkipExample,
+    ensure_writable_dir,
+    writing,
+)
 from salmonn_o1.processor import SalmonnO1Processor
 from salmonn_o1.train.batching import PlannedBatches
 from salmonn_o1.train.model_setup import export_model
@@ -136,10 +145,45 @@ def finished(out_dir: Path) -> bool:
     return (final_dir(out_dir) / "config.json").exists()
 
 
+def step_checkpoints(out_dir: Path) -> list[Path]:
+    """The run's `checkpoint-N` folders by step; other `checkpoint-*` names (a user's `checkpoint-best`
+    copy, say) are not the trainer's and are neither resumed from nor pruned."""
+    numbered = [p for p in out_dir.glob(f"{CHECKPOINT_PREFIX}*") if p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+    return sorted(numbered, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
-    checkpoints = sorted(out_dir.glob(f"{CHECKPOINT_PREFIX}*"), key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
-    complete = [c for c in checkpoints if (c / "trainer_state.json").exists()]
+    complete = [c for c in step_checkpoints(out_dir) if (c / "trainer_state.json").exists()]
     return complete[-1] if complete else None
+
+
+def check_state_files(state_dir: Path) -> None:
+    """Name a truncated `optimizer.bin` / `scheduler.bin` before accelerate fails on it without a name.
+
+    `torch.save` writes zip archives, whose central directory sits at the end of the file, so a cut
+    file is cheap to tell from a whole one.
+    """
+    if not state_dir.is_dir():
+        raise CheckpointError(f"{state_dir}: missing; the checkpoint is incomplete (resume from an earlier one)")
+    for path in sorted([*state_dir.glob("*.bin"), *state_dir.glob("*.pkl")]):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path}: truncated or damaged (not a complete torch file); resume from an "
+                                  "earlier checkpoint-N or delete this one")
+
+
+def read_trainer_state(checkpoint: Path) -> dict[str, int]:
+    """`trainer_state.json`'s step and skipped count; a damaged file is a CheckpointError naming it."""
+    path = checkpoint / "trainer_state.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f"{path}: unreadable ({error}); resume from an earlier checkpoint-N or "
+                              "delete this one") from None
+    if not (isinstance(state, dict) and all(isinstance(state.get(k), int) and state[k] >= 0
+                                            for k in ("step", "skipped"))):
+        raise CheckpointError(f"{path}: expected {{\"step\": N, \"skipped\": M}} with counts >= 0, got "
+                              f"{json.dumps(state)[:80]}; resume from an earlier checkpoint-N or delete this one")
+    return state
 
 
 class Trainer:
@@ -197,12 +241,20 @@ class Trainer:
         step, skipped_total = 0, 0
         checkpoint = self._resume_point(resume)
         if checkpoint is not None:
-            accelerator.load_state(str(checkpoint / "state"))
-            state = json.loads((checkpoint / "trainer_state.json").read_text())
+            state = read_trainer_state(checkpoint)
+            check_state_files(checkpoint / "state")
+            try:
+                accelerator.load_state(str(checkpoint / "state"))
+            except Exception as error:  # noqa: BLE001 - torch/accelerate raise many types for a damaged file
+                raise CheckpointError(
+                    f"{checkpoint / 'state'}: cannot restore the training state ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0] if str(error) else 'no detail'}); a file such as optimizer.bin "
+                    "is truncated or damaged: resume from an earlier checkpoint-N or delete this one"
+                ) from error
             step, skipped_total = state["step"], state["skipped"]
             accelerator.print(f"resumed from {checkpoint} at step {step}")
         if accelerator.is_main_process:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            ensure_writable_dir(self.out_dir, "run.out_dir")
             recipe.save(self.out_dir / "recipe.yaml")
             self._trim_logs(step)
         accelerator.wait_for_everyone()
@@ -268,8 +320,9 @@ class Trainer:
         if step >= recipe.optim.max_steps:
             final = final_dir(self.out_dir)
             if accelerator.is_main_process:
-                export_model(accelerator.unwrap_model(model), self.processor, final)
-                recipe.save(final / "recipe.yaml")
+                with writing(final):
+                    export_model(accelerator.unwrap_model(model), self.processor, final)
+                    recipe.save(final / "recipe.yaml")
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return TrainResult(step, self.out_dir, final, skipped_total, history)
@@ -318,18 +371,19 @@ class Trainer:
 
     def _save(self, accelerator, model, step: int, skipped: int) -> None:
         checkpoint = self.out_dir / f"{CHECKPOINT_PREFIX}{step}"
-        accelerator.save_state(str(checkpoint / "state"))
+        with writing(checkpoint):  # a full disk mid-run: one line; trainer_state.json is written last
+            accelerator.save_state(str(checkpoint / "state"))
+            if accelerator.is_main_process:
+                export_model(accelerator.unwrap_model(model), self.processor, checkpoint / "model")
+                self.recipe.save(checkpoint / "recipe.yaml")
+                (checkpoint / "trainer_state.json").write_text(json.dumps({"step": step, "skipped": skipped}))
         if accelerator.is_main_process:
-            export_model(accelerator.unwrap_model(model), self.processor, checkpoint / "model")
-            self.recipe.save(checkpoint / "recipe.yaml")
-            (checkpoint / "trainer_state.json").write_text(json.dumps({"step": step, "skipped": skipped}))
             self._prune()
         accelerator.wait_for_everyone()
 
     def _prune(self) -> None:
         keep = max(1, self.recipe.run.keep_last)
-        checkpoints = sorted(self.out_dir.glob(f"{CHECKPOINT_PREFIX}*"),
-                             key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+        checkpoints = step_checkpoints(self.out_dir)
         for old in checkpoints[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
 
