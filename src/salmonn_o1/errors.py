@@ -61,7 +61,16 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        raise OutputError(f"cannot write {error.filename or path}: {os_reason(error)}") from error
+        named = Path(error.filename) if isinstance(error.filename, (str, os.PathLike)) else None
+        if named is not None and not _within(named, Path(path)):  # an input failed, not the output
+            raise OutputError(f"{named}: {os_reason(error)}") from error
+        raise OutputError(f"cannot write {named or path}: {os_reason(error)}") from error
+
+
+def _within(path: Path, root: Path) -> bool:
+    """Whether `path` is `root` or inside it, or one of the folders leading to it (compared as absolute paths)."""
+    path, root = path.absolute(), root.absolute()
+    return path == root or root in path.parents or path in root.parents
 
 
 def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:

@@ -95,8 +95,11 @@ def questions_from_args(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
     from salmonn_o1.commands.common import load_pipeline
+    from salmonn_o1.errors import ensure_writable_dir
+    from salmonn_o1.pdpo.folder import require_previous
     from salmonn_o1.pdpo.label import run_label
     from salmonn_o1.pdpo.pairing import run_pairs
     from salmonn_o1.pdpo.questions import load_questions
@@ -105,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     progress = not args.quiet
+    require_previous(Path(args.out), args.stage)  # before the model loads: an empty folder says what to run
+    ensure_writable_dir(args.out, "--out folder")
     needs_model = not (args.stage == "select" and settings.selection != "contrastive") and not (
         args.stage == "pairs" and not settings.reference_logps)
     pipeline = load_pipeline(args) if needs_model else None

@@ -58,6 +58,17 @@ def check_settings(out_dir: Path, stage: str, settings: PDPOSettings) -> None:
     path.write_text(json.dumps(wanted, indent=2) + "\n")
 
 
+def require_previous(out_dir: Path, stage: str) -> None:
+    """A stage reads the previous stage's file: its absence (an empty or mistyped --out) is an error
+    saying which stage to run, not an empty result with exit 0."""
+    index = STAGES.index(stage)
+    if index == 0:
+        return
+    previous = STAGES[index - 1]
+    if not stage_file(out_dir, previous).is_file():
+        raise DataError(f"{out_dir}: no {previous}.jsonl; run `salmonn-o1 pdpo {previous} --out {out_dir}` first")
+
+
 def need_model(pipeline, stage: str, why: str) -> None:
     if pipeline is None:
         raise DataError(f"pdpo {stage}: {why} needs the model; pass a pipeline (--model)")

@@ -23,6 +23,7 @@ from salmonn_o1.pdpo.folder import (
     need_model,
     progress_bar,
     question_seed,
+    require_previous,
     stage_file,
     total_cost,
     write_summary,
@@ -119,6 +120,7 @@ def run_label(out_dir: str | Path, pipeline, settings: PDPOSettings, judge: Judg
     need_model(pipeline, "label", "sampling alternatives and rollouts")
     settings = settings.resolved()
     out_dir = Path(out_dir)
+    require_previous(out_dir, "label")
     check_settings(out_dir, "label", settings)
     path = stage_file(out_dir, "label")
     done = record_ids(read_records(path))

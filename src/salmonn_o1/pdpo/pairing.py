@@ -24,6 +24,7 @@ from salmonn_o1.pdpo.folder import (
     mean,
     need_model,
     progress_bar,
+    require_previous,
     stage_file,
     total_cost,
     write_summary,
@@ -106,6 +107,7 @@ def run_pairs(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: b
         need_model(pipeline, "pairs", "storing reference log-probs (reference_logps=False skips them)")
     settings = settings.resolved()
     out_dir = Path(out_dir)
+    require_previous(out_dir, "pairs")
     check_settings(out_dir, "pairs", settings)
     path = stage_file(out_dir, "pairs")
     ledger_path = out_dir / "pairs_questions.jsonl"

@@ -77,12 +77,38 @@ def run_stages(recipe: Recipe, progress: bool = True) -> dict[str, dict[str, Any
     dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(recipe.run.precision, "float32")
     pipeline = SalmonnO1Pipeline.from_pretrained(recipe.model.source, dtype=dtype)
     questions = load_questions(settings.questions, pipeline.processor)
-    return {
-        "rollout": run_rollout(out, pipeline, questions, settings, progress=progress),
-        "select": run_select(out, pipeline, settings, progress=progress),
-        "label": run_label(out, pipeline, settings, progress=progress),
-        "pairs": run_pairs(out, pipeline, settings, progress=progress),
-    }
+    summaries = {"rollout": run_rollout(out, pipeline, questions, settings, progress=progress)}
+    check_pairs_possible(summaries["rollout"], None, settings)
+    summaries["select"] = run_select(out, pipeline, settings, progress=progress)
+    summaries["label"] = run_label(out, pipeline, settings, progress=progress)
+    check_pairs_possible(summaries["rollout"], summaries["label"], settings)
+    summaries["pairs"] = run_pairs(out, pipeline, settings, progress=progress)
+    return summaries
+
+
+def check_pairs_possible(rollout: dict[str, Any], label: dict[str, Any] | None, settings: PDPOSettings) -> None:
+    """Stop as soon as the stage summaries show that no preference pair can come out, with the reason.
+
+    After the rollouts: pairs come only from kept questions (answered wrong in at least one path).
+    After labelling: a step pair needs an alternative whose value differs from the original's, and a
+    full-path pair a kept question with right and wrong paths; with neither, training has nothing.
+    """
+    if rollout["kept"] == 0:
+        raise DataError(
+            f"no preference pairs are possible (checked after the rollouts): none of the "
+            f"{rollout['questions']} question(s) was answered wrong in any of its {settings.paths} path(s) "
+            f"({rollout['all_correct']} always right, {rollout['errors']} failed); more or harder questions, "
+            "more paths (pdpo.paths) or a higher pdpo.temperature help"
+        )
+    if label is not None and rollout["full_path_pairs_possible"] == 0 and not (
+        label["original_better"] or label["alternative_better"]
+    ):
+        raise DataError(
+            f"no preference pairs are possible (checked after labelling): of {label['steps']} selected step(s), "
+            f"{label['no_alternative']} got no alternative and {label['ties']} tied in value, and no kept question "
+            "has both right and wrong paths; more questions, more rollouts (pdpo.rollouts) or more selected "
+            "steps (pdpo.top_t) help"
+        )
 
 
 def run_pdpo(recipe: Recipe | str | Path, overrides: list[str] | None = None, resume: bool | str = False,

@@ -25,6 +25,7 @@ from salmonn_o1.pdpo.folder import (
     need_model,
     progress_bar,
     question_seed,
+    require_previous,
     stage_file,
     total_cost,
     write_summary,
@@ -131,6 +132,7 @@ def run_select(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: 
     """Stage 2 over the kept questions of out_dir/rollout.jsonl (resumable); returns the stage summary."""
     settings = settings.resolved()
     out_dir = Path(out_dir)
+    require_previous(out_dir, "select")
     check_settings(out_dir, "select", settings)
     path = stage_file(out_dir, "select")
     done = record_ids(read_records(path))
