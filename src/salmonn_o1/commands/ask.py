@@ -1,10 +1,18 @@
-"""`salmonn-o1 ask VIDEO "QUESTION"`: steps and answer for one question."""
+"""`salmonn-o1 ask VIDEO "QUESTION"`: steps and answer for one question.
+
+What the user sees: the media facts (so a long video sampled sparsely is visible), the
+reasoning steps (streamed on a terminal, rendered as the final output renders them), and the
+answer read by the one rule every command shares (`salmonn_o1.eval.extract.read_answer`); an
+unreadable answer is shown as such. With the shipped default model a one-line note on stderr
+says what that model knows (AVR-Synth only); `--quiet` silences it and the loading bars.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any, TextIO
 
 from salmonn_o1.commands.common import (
     add_generation_arguments,
@@ -13,43 +21,186 @@ from salmonn_o1.commands.common import (
     load_pipeline,
 )
 
+END_OF_STEP = "<end_of_step>"
+
+DEFAULT_MODEL_NOTE = (
+    "note: the default model is a miniature one trained only on AVR-Synth (synthetic shapes and tones): its "
+    "answers about real videos are meaningless. For real videos use the released video-SALMONN-o1 weights "
+    "(--model DIR, see docs/released-model.md); --quiet hides this note."
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ask", help="ask a question about a video, audio file or image")
     parser.add_argument("media", help="video, audio or image file")
     parser.add_argument("question")
     parser.add_argument("--options", nargs="+", default=None, metavar="OPTION",
-                        help='answer options, e.g. --options "A. red" "B. blue" (letters optional)')
+                        help='2 to 10 answer options, e.g. --options "A. red" "B. blue" (letters optional)')
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no note about the default model and no loading progress bars")
     add_model_arguments(parser)
     add_generation_arguments(parser)
     parser.set_defaults(func=run)
 
 
+def validate_arguments(question: str, options: list[str] | None) -> None:
+    """The question and options checked exactly as `infer` checks an item's (one function for both)."""
+    from salmonn_o1.data.schema import validate_question
+
+    validate_question(question, options, None, names=("the question", "--options"))
+
+
+def media_facts(features) -> dict[str, Any] | None:
+    """What the model was shown: kind, duration, frames used and their rate, audio and its tokens."""
+    if features is None:
+        return None
+    audio_tokens = features.spec.num_audio_tokens if features.has_audio else 0
+    frames = features.num_frames
+    return {
+        "kind": features.kind,
+        "duration_s": round(float(features.duration), 3),
+        "frames": frames,
+        "frames_per_second": round(frames / features.duration, 3) if frames and features.duration > 0 else None,
+        "audio": bool(features.has_audio and features.num_chunks),
+        "audio_tokens": int(audio_tokens),
+        "media_tokens": int(features.token_count),
+    }
+
+
+def describe_media(facts: dict[str, Any]) -> str:
+    """One line: `Media: video, 10.0 s; 20 frames at 2 per second; audio: yes (50 tokens); 470 media tokens`."""
+    parts = [f"{facts['kind']}, {facts['duration_s']:.1f} s"]
+    if facts["frames"]:
+        rate = facts["frames_per_second"]
+        parts.append(f"{facts['frames']} frame{'s' if facts['frames'] != 1 else ''}"
+                     + (f" at {rate:g} per second" if rate is not None and facts["kind"] == "video" else ""))
+    parts.append(f"audio: yes ({facts['audio_tokens']} tokens)" if facts["audio"] else "audio: none")
+    parts.append(f"{facts['media_tokens']} media tokens")
+    return "Media: " + "; ".join(parts)
+
+
+def format_step(step: str, number: int) -> str:
+    """A step as the output lists it: indented (each of its lines), numbered unless it carries its own number."""
+    lines = [line.strip() for line in step.splitlines() if line.strip()] or [""]
+    head = "  " if lines[0][:1].isdigit() else f"  {number}. "
+    return head + lines[0] + "".join(f"\n  {line}" for line in lines[1:])
+
+
+def format_answer(answer: str | None, answer_text: str) -> str:
+    """The answer line; an unreadable answer says so and quotes what the model said."""
+    if answer is not None:
+        return f"Answer: {answer}"
+    return f"Answer: unreadable (the model's answer turn said: {answer_text!r})"
+
+
+class StepPrinter:
+    """Streams reasoning text as the final output lists steps (`format_step`): `<end_of_step>` ends a
+    step and the next one is numbered (`  2. ...`) unless it carries its own number; the marker is
+    never shown, even when the tokens split it. Until a marker is seen a line break ends a step, as
+    `split_steps` reads text without markers one step per line (a numbered line keeps its number)."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.pending = ""  # text held back: it may be the start of the marker
+        self.number = 0
+        self.at_step_start = True
+        self.at_line_start = True
+        self.wrote = False
+        self.saw_marker = False
+
+    def feed(self, piece: str) -> None:
+        self.pending += piece
+        while END_OF_STEP in self.pending:
+            before, self.pending = self.pending.split(END_OF_STEP, 1)
+            self._emit(before)
+            self.saw_marker = True
+            self._end_step()
+        keep = next((n for n in range(min(len(END_OF_STEP) - 1, len(self.pending)), 0, -1)
+                     if END_OF_STEP.startswith(self.pending[-n:])), 0)
+        ready, self.pending = (self.pending[:-keep], self.pending[-keep:]) if keep else (self.pending, "")
+        self._emit(ready)
+        self.out.flush()
+
+    def close(self) -> None:
+        self._emit(self.pending)
+        self.pending = ""
+        if self.wrote and not self.at_step_start:
+            self.out.write("\n")
+        self.out.flush()
+
+    def _end_step(self) -> None:
+        if not self.at_step_start:
+            self.out.write("\n")
+        self.at_step_start = self.at_line_start = True
+
+    def _emit(self, text: str) -> None:
+        for char in text:
+            if char == "\n":
+                if not self.saw_marker:
+                    self._end_step()
+                elif not self.at_line_start:
+                    self.out.write("\n")
+                    self.at_line_start = True
+                continue
+            if self.at_line_start:
+                if char.isspace():
+                    continue  # steps and lines are shown stripped, as the final output shows them
+                if self.at_step_start:
+                    self.number += 1
+                    self.out.write("  " if char.isdigit() else f"  {self.number}. ")
+                    self.at_step_start = False
+                else:
+                    self.out.write("  ")
+                self.at_line_start = False
+            self.out.write(char)
+            self.wrote = True
+
+
 def run(args: argparse.Namespace) -> int:
     from salmonn_o1.errors import MediaError
 
+    validate_arguments(args.question, args.options)  # before the model loads
+    if args.quiet:
+        _silence_progress_bars()
+    elif args.model is None:
+        print(DEFAULT_MODEL_NOTE, file=sys.stderr)
     pipeline = load_pipeline(args)
     try:
         features = pipeline.features(args.media)
     except FileNotFoundError as error:
         raise MediaError(f"{args.media}: no such file") from error
+    facts = media_facts(features)
     streaming = sys.stdout.isatty() and not args.json and not args.no_reasoning
+    printer = StepPrinter(sys.stdout) if streaming else None
     if streaming:
+        if facts is not None:
+            print(describe_media(facts))
         print("Reasoning:", flush=True)
     result = pipeline.ask(
         features, args.question, options=args.options, reasoning=not args.no_reasoning,
-        stream=(lambda piece: print(piece, end="", flush=True)) if streaming else None,
-        **generation_kwargs(args),
+        stream=printer.feed if printer is not None else None, **generation_kwargs(args),
     )
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps({**result.to_dict(), "media": facts}, indent=2, ensure_ascii=False))
         return 0
-    if streaming:
-        print()
-    elif result.reasoning is not None:
-        print("Reasoning:")
-        for i, step in enumerate(result.steps, start=1):
-            print(f"  {step}" if step[:1].isdigit() else f"  {i}. {step}")
-    print(f"Answer: {result.answer if result.answer is not None else result.answer_text}")
+    if printer is not None:
+        printer.close()
+    else:
+        if facts is not None:
+            print(describe_media(facts))
+        if result.reasoning is not None:
+            print("Reasoning:")
+            for i, step in enumerate(result.steps, start=1):
+                print(format_step(step, i))
+    print(format_answer(result.answer, result.answer_text))
     return 0
+
+
+def _silence_progress_bars() -> None:
+    """transformers' "Loading weights" bar and huggingface_hub's download bars."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    disable_progress_bars()

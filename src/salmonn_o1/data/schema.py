@@ -126,16 +126,36 @@ def answer_kind(options: list[str], answer: str) -> AnswerKind:
     return "open"
 
 
+def validate_question(question: str, options: list[str] | None, where: str | None,
+                      names: tuple[str, str] = ("field 'question'", "field 'options'")) -> None:
+    """The one check of a question and its options, for `infer`'s items and `ask`'s arguments alike.
+
+    A question must say something; options, when given, are 2 to `MAX_OPTIONS` distinct non-empty
+    texts (one option is no choice; more than the letters A-J cannot be named). `names` words the
+    message for where they came from (item fields, or `ask`'s argument and `--options`).
+    """
+    question_name, options_name = names
+    where = f"{where}: " if where else ""
+    if not question.strip():
+        raise DataError(f"{where}{question_name} is empty")
+    if not options:
+        return
+    if len(options) == 1:
+        raise DataError(f"{where}{options_name} has 1 entry; a choice needs at least 2 (or none, for an open "
+                        "question)")
+    if len(options) > MAX_OPTIONS:
+        raise DataError(f"{where}{options_name} has {len(options)} entries; at most {MAX_OPTIONS}")
+    if any(not o.strip() for o in options):
+        raise DataError(f"{where}{options_name} has an empty option")
+    if len(set(o.strip().lower() for o in options)) != len(options):
+        raise DataError(f"{where}{options_name} has duplicate option texts")
+
+
 def validate_item(item: Item, where: str) -> None:
     """Raise DataError (prefixed by `where`, e.g. "items.jsonl line 3") for an inconsistent item."""
     if not item.id:
         raise DataError(f"{where}: field 'id' is empty")
-    if not item.question.strip():
-        raise DataError(f"{where}: field 'question' is empty")
-    if len(item.options) > MAX_OPTIONS:
-        raise DataError(f"{where}: field 'options' has {len(item.options)} entries; at most {MAX_OPTIONS}")
-    if len(set(o.strip().lower() for o in item.options)) != len(item.options):
-        raise DataError(f"{where}: field 'options' has duplicate option texts")
+    validate_question(item.question, item.options, where)
     if item.options:
         if len(item.answer) != 1 or item.answer not in item.letters:
             raise DataError(
