@@ -33,7 +33,10 @@ def register_reproduce(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results", default="docs/results.md", help="report to write")
     parser.add_argument("--ship", nargs="?", const="default", default=None,
                         help="copy the better reasoning model (pDPO or reasoning SFT, by test accuracy) here "
-                             "(no value: into the package as the default model)")
+                             "(no value: into the package as the default model); a non-empty folder that is "
+                             "not a shipped model is refused unless --force")
+    parser.add_argument("--force", action="store_true",
+                        help="let --ship replace a non-empty folder that is not a previously shipped model")
     parser.set_defaults(func=run)
 
 
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     ship = None if args.ship is None else (DEFAULT_MODEL_DIR if args.ship == "default" else Path(args.ship))
     plan = MiniPlan(recipes=Path(args.recipes), runs=Path(args.runs), n=args.n, strategies=tuple(args.strategies),
-                    direct=not args.no_direct, results=Path(args.results), ship=ship)
+                    direct=not args.no_direct, results=Path(args.results), ship=ship,
+                    force=args.force)
     best = reproduce_mini(plan)
     print(f"best reasoning model on the test split: {best}" + (f"; shipped to {ship}" if ship else ""))
     return 0

@@ -30,6 +30,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from salmonn_o1.errors import OutputError
+
 ROLLOUT_FILES = ("rollout.jsonl", "rollout_settings.json", "rollout_summary.json")
 SFT_NAME, PDPO_NAME = "reasoning SFT", "SFT + pDPO"
 
@@ -69,6 +71,7 @@ class MiniPlan:
     direct: bool = True
     results: Path = Path("docs/results.md")
     ship: Path | None = None
+    force: bool = False  # let --ship replace a folder that is not a shipped model
 
     def run_dir(self, name: str) -> Path:
         return self.runs / name
@@ -141,8 +144,31 @@ def best_reasoning_model(results_json: Path, models: dict[str, Path]) -> Path:
     return models[name]
 
 
-def ship(model_dir: Path, target: Path) -> Path:
-    """Copy a trained model directory into the package as the default model."""
+def is_shipped_model(directory: Path) -> bool:
+    """Whether `directory` holds a model `ship` wrote: our config.json and weights, files only."""
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(config, dict) and config.get("model_type") == "salmonn_o1"
+            and (directory / "model.safetensors").is_file() and all(p.is_file() for p in directory.iterdir()))
+
+
+def check_ship_target(target: Path, force: bool = False) -> None:
+    """Refuse (before any training) to replace a non-empty `target` that is not a shipped model:
+    shipping deletes the folder, and a mistyped path must not cost the user a folder of their own."""
+    if force or not target.exists():
+        return
+    if not target.is_dir():
+        raise OutputError(f"--ship {target}: exists and is not a folder; choose another path")
+    if any(target.iterdir()) and not is_shipped_model(target):
+        raise OutputError(f"--ship {target}: not empty and not a previously shipped model (shipping replaces the "
+                          "whole folder); choose an empty or new folder, or pass --force to replace it")
+
+
+def ship(model_dir: Path, target: Path, force: bool = False) -> Path:
+    """Copy a trained model directory into the package as the default model (replacing a shipped one)."""
+    check_ship_target(target, force)
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(model_dir, target)  # config, safetensors, tokenizer, processor, recipe.yaml
@@ -153,6 +179,8 @@ def reproduce_mini(plan: MiniPlan) -> Path:
     """Train (or resume) every variant, write the results, optionally ship; returns the best reasoning model."""
     from salmonn_o1_mini import results
 
+    if plan.ship is not None:
+        check_ship_target(plan.ship, plan.force)  # hours before shipping replaces it
     encoders = train_perception(plan)
     copying = train_sft(plan, "mini-copy.yaml", "mini-copy", encoders)
     text = train_sft(plan, "mini-text.yaml", "mini-text", copying)
@@ -170,5 +198,5 @@ def reproduce_mini(plan: MiniPlan) -> Path:
         candidates[PDPO_NAME] = pdpo_runs["contrastive"] / "final"
     best = best_reasoning_model(results.results_json(plan.results), candidates)
     if plan.ship is not None:
-        ship(best, plan.ship)
+        ship(best, plan.ship, plan.force)
     return best
