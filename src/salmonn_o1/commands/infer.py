@@ -17,6 +17,9 @@ from salmonn_o1.commands.common import (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("infer", help="answer every item of a JSONL file (append-and-resume)")
     parser.add_argument("--data", required=True, help="items JSONL (the toolkit's item schema)")
+    parser.add_argument("--items-format", choices=["items", "rivabench", "videomme", "nextqa", "demo"],
+                        default="items", help="read --data with a benchmark loader (docs/evaluation.md); its items "
+                        "are written to OUT's name with .items.jsonl, for `eval --items` (default: items JSONL)")
     parser.add_argument("--out", required=True, help="predictions JSONL (appended; re-running resumes)")
     parser.add_argument("--batch-size", type=int_at_least(1), default=1)
     parser.add_argument("--num-workers", type=int_at_least(0), default=0, help="DataLoader workers decoding media")
@@ -30,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from salmonn_o1.batch_inference import merge_parts, run_inference
     from salmonn_o1.data.schema import read_items
 
+    if args.items_format != "items":
+        args.data = str(benchmark_items(args.data, args.items_format, args.out))
     read_items(args.data)  # a malformed file fails here, before any model is loaded
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -56,3 +61,23 @@ def run(args: argparse.Namespace) -> int:
             merge_parts(args.out, world_size)
     print(f"infer{f' [{rank}]' if world_size > 1 else ''}: {summary}")
     return 0
+
+
+def benchmark_items(path: str, fmt: str, out: str):
+    """A benchmark file read by its loader and written as items JSONL beside `out` (video paths
+    absolute), so inference, resuming and `eval --items` all read the same items and ids."""
+    from pathlib import Path
+
+    from salmonn_o1.data.loaders import load_benchmark
+    from salmonn_o1.data.schema import write_items
+    from salmonn_o1.errors import writing
+
+    items = load_benchmark(path, fmt)
+    for item in items:
+        if item.video:
+            item.video = str(Path(item.video).absolute())
+    target = Path(out).with_suffix(".items.jsonl")
+    with writing(target):
+        write_items(target, items)
+    print(f"infer: {len(items)} {fmt} items from {path} written to {target}")
+    return target
