@@ -161,11 +161,9 @@ def run(args: argparse.Namespace) -> int:
     from salmonn_o1.errors import MediaError
 
     validate_arguments(args.question, args.options)  # before the model loads
-    if args.quiet:
-        _silence_progress_bars()
-    elif args.model is None:
+    if args.model is None and not args.quiet:
         print(DEFAULT_MODEL_NOTE, file=sys.stderr)
-    pipeline = load_pipeline(args)
+    pipeline = load_pipeline(args)  # --quiet: without the loading bars
     try:
         features = pipeline.features(args.media)
     except FileNotFoundError as error:
@@ -196,11 +194,3 @@ def run(args: argparse.Namespace) -> int:
     print(format_answer(result.answer, result.answer_text))
     return 0
 
-
-def _silence_progress_bars() -> None:
-    """transformers' "Loading weights" bar and huggingface_hub's download bars."""
-    from huggingface_hub.utils import disable_progress_bars
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()
-    disable_progress_bars()

@@ -81,8 +81,21 @@ def generation_kwargs(args: argparse.Namespace) -> dict:
             "temperature": args.temperature if sampling else 1.0, "top_p": args.top_p, "seed": args.seed}
 
 
+def silence_progress_bars() -> None:
+    """transformers' "Loading weights" bar and huggingface_hub's download bars (for --quiet)."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    disable_progress_bars()
+
+
 def load_pipeline(args: argparse.Namespace):
+    """The model --model names (--quiet: without loading bars; --no-strict: what fits)."""
     from salmonn_o1.inference import SalmonnO1Pipeline
+
+    if getattr(args, "quiet", False):
+        silence_progress_bars()
 
     options = {} if getattr(args, "strict", True) else {"strict": False}
     return SalmonnO1Pipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype, **options)
