@@ -74,7 +74,8 @@ def _warn(message: str) -> None:
 
 
 def is_prediction_record(record: dict) -> bool:
-    return "id" in record and any(k in record for k in PREDICTION_KEYS)
+    """An id and a prediction field, and no 'question': an items file has answers too, but it is not ours to write."""
+    return "id" in record and "question" not in record and any(k in record for k in PREDICTION_KEYS)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -96,8 +97,8 @@ def _not_ours(path: Path) -> str | None:
     foreign = [n for n, r in zip(scan.record_lines, scan.records) if not is_prediction_record(r)]
     foreign += scan.other_json_lines
     if foreign:
-        return (f"line {min(foreign)} is JSON but not a prediction record "
-                f"(an 'id' and one of {', '.join(PREDICTION_KEYS[:-1])} or {PREDICTION_KEYS[-1]})")
+        return (f"line {min(foreign)} is JSON but not a prediction record (an 'id' and one of "
+                f"{', '.join(PREDICTION_KEYS[:-1])} or {PREDICTION_KEYS[-1]}, no 'question')")
     return None
 
 
