@@ -104,3 +104,15 @@ def test_a_rerun_with_other_settings_is_refused_and_changes_nothing(tmp_path, ca
 
     assert main([*base, "--n", "2"]) == 0  # the same settings resume and extend
     assert [item.id for item in read_items(out / "items.jsonl")] == ["avr-test-000000", "avr-test-000001"]
+
+
+def test_a_folder_without_recorded_settings_is_checked_against_its_items(tmp_path, capsys):
+    out = tmp_path / "old"
+    base = ["synth", "--split", "test", "--n", "2", "--out", str(out), "--quiet", "--size", "32", "--fps", "4"]
+    assert main(base) == 0
+    (out / "synth_settings.json").unlink()  # as a folder written before settings were recorded
+    before = (out / "items.jsonl").read_bytes()
+    assert main([*base, "--seed", "7"]) == 2
+    assert "avr-test-000000 is not what these settings generate" in capsys.readouterr().err
+    assert (out / "items.jsonl").read_bytes() == before and not (out / "synth_settings.json").exists()
+    assert main(base) == 0 and (out / "synth_settings.json").is_file()  # the same settings are accepted

@@ -133,7 +133,10 @@ def generate_split(
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    check_split_settings(out_dir, split_settings(split, config or SynthConfig(), fps, size))
+    config = config or SynthConfig()
+    if not (out_dir / SETTINGS_FILE).exists():
+        check_unrecorded_folder(out_dir, split, config)
+    check_split_settings(out_dir, split_settings(split, config, fps, size))
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     items = []
     for index in tqdm(range(start, start + n), desc=f"avr-synth {split}", unit="clip", disable=not progress):
@@ -179,6 +182,27 @@ def check_split_settings(out_dir: Path, settings: dict[str, Any]) -> None:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     replace_file(path, (json.dumps(settings, indent=2) + "\n").encode())
+
+
+def check_unrecorded_folder(out_dir: Path, split: str, config: SynthConfig) -> None:
+    """A folder written before settings were recorded: its items must be what `config` generates.
+
+    Regenerating an item's question costs no rendering, so every item already in
+    `items.jsonl` is compared (the frame rate and size of its clips cannot be).
+    """
+    items_path = out_dir / "items.jsonl"
+    if not items_path.is_file():
+        return
+    for item in read_items(items_path):
+        index, made_for = item.extras.get("index"), item.extras.get("split")
+        if made_for != split:
+            raise DataError(f"{items_path} holds {made_for!r} items ({item.id}); this run writes the {split!r} "
+                            "split: choose another --out")
+        fresh = generate_item(split, int(index), config).item.to_dict()
+        if {**item.to_dict(), "video": None} != fresh:
+            raise DataError(f"{items_path}: item {item.id} is not what these settings generate (the folder "
+                            f"predates {SETTINGS_FILE}); rerun with the settings it was made with, "
+                            "or choose another --out")
 
 
 def load_split(out_dir: str | Path) -> list[Item]:
