@@ -8,7 +8,7 @@ workers, overlapping with generation. Under `accelerate launch` each process
 takes every P-th item, writes its own part file, and the main process merges
 the parts at the end.
 
-Before a run, the main process takes `output_lock` (a second run on the same
+Before a run, the main process takes `OutputLock` (a second run on the same
 file would compute every item again) and calls `prepare_output`, which refuses
 a file that is not a predictions file of ours and sets aside damaged lines, so
 resuming never deletes a readable result.
@@ -116,7 +116,7 @@ def prepare_output(
     retry_errors: bool = False,
     warn: Callable[[str], None] = _warn,
 ) -> OutputState:
-    """Make `out_path` ready to be appended to, losing nothing; call it holding `output_lock`.
+    """Make `out_path` ready to be appended to, losing nothing; call it holding `OutputLock`.
 
     Refuses (DataError) an output that is the items file itself, a directory,
     or an existing file that is not a predictions file of ours (prose, other
