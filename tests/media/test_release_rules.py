@@ -117,15 +117,13 @@ def test_variable_frame_rate_keeps_time_sampling(vfr_clip):
     np.testing.assert_allclose(index.frame_times, time.frame_times)
 
 
-def test_constant_rate_detection():
+def test_constant_rate_detection(vfr_clip):
     assert is_constant_rate(np.arange(100) * 1001)
     assert is_constant_rate(np.round(np.arange(100) * 1001 / 30).astype(int))  # ms time base: 33 / 34
     assert is_constant_rate(np.array([0]))
     dropped = np.delete(np.arange(100) * 1001, 50)  # one frame missing: one gap twice as long
     assert not is_constant_rate(dropped)
-    from conftest import VFR_PTS
-
-    assert not is_constant_rate(np.asarray(VFR_PTS))
+    assert not is_constant_rate(np.round(vfr_clip.frame_times * 30).astype(int))  # pts in 1/30 s
 
 
 # ------------------------------------------------------------------ 2. duration

@@ -55,6 +55,22 @@ class MediaSpec:
     frame_as_image: bool = False
 
 
+def nearest_indices(input_size: int, output_size: int) -> np.ndarray:
+    """Source index of each output position of torch's `F.interpolate(mode="nearest")`, bit for bit.
+
+    torch computes floor(float32(j) * float32(in / out)) in single precision (with exact shortcuts
+    for out == in and out == 2 * in), so for long inputs (over 150 chunks into 60 frames) a few
+    indices are one off the exact floor(j * in / out); the release stretched its audio with it.
+    """
+    if output_size == input_size:
+        return np.arange(output_size)
+    if output_size == 2 * input_size:
+        return np.arange(output_size) >> 1
+    scale = np.float32(input_size) / np.float32(output_size)
+    source = np.floor(np.arange(output_size, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(source, input_size - 1)
+
+
 def _release_frame_audio(num_audio: int, num_frames: int, duration: float) -> tuple[list[np.ndarray], np.ndarray]:
     """Audio indices per frame and the leftover tail, as the release splits them."""
     front = min(round(duration * RELEASE_AUDIO_TOKENS_PER_SECOND), num_audio)
@@ -62,7 +78,7 @@ def _release_frame_audio(num_audio: int, num_frames: int, duration: float) -> tu
     if front == 0:
         return [np.zeros(0, dtype=np.int64)] * num_frames, back
     size = front if front % num_frames == 0 else front + num_frames - front % num_frames
-    stretched = (np.arange(size) * front) // size  # nearest-neighbour: out j <- in floor(j * len / size)
+    stretched = nearest_indices(front, size)
     per_frame = size // num_frames
     return [stretched[f * per_frame:(f + 1) * per_frame] for f in range(num_frames)], back
 
