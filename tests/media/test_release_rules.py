@@ -110,6 +110,16 @@ def test_index_sampling_takes_the_release_frames_where_the_average_rate_is_off(o
     assert [r - t for t, r in zip(today, released, strict=True)] == [0] * 30 + [1] * 30
 
 
+def test_index_sampling_seeks_to_the_right_frames(long_clip, monkeypatch):
+    """65 s at 25 fps: 60 targets about 1.1 s apart; with a short seek distance each one is a seek."""
+    import salmonn_o1.media as media_module
+
+    monkeypatch.setattr(media_module, "SEEK_AHEAD_SECONDS", 0.5)
+    media = load_video(long_clip.path, frame_sampling="index", duration_source="frames")
+    assert decoded_indices(media) == release_indices(long_clip.num_frames, 25.0)
+    assert media.duration == pytest.approx(long_clip.num_frames / 25)
+
+
 def test_variable_frame_rate_keeps_time_sampling(vfr_clip):
     time = load_video(vfr_clip.path)
     index = load_video(vfr_clip.path, frame_sampling="index")
