@@ -174,6 +174,9 @@ def uses_checkpoint_vision_tower(raw: dict) -> bool:
     return isinstance(parts, (list, tuple)) and "mm_vision_tower" in parts
 
 
+_RELEASED = "the released inference settings"
+
+
 def _inference_settings(raw: dict, extension: dict, overrides: dict | None) -> dict[str, Any]:
     """The five fields the release overwrites: its values, our converter's record, or the caller's."""
     overrides = dict(overrides or {})
@@ -181,12 +184,13 @@ def _inference_settings(raw: dict, extension: dict, overrides: dict | None) -> d
     if unknown:
         raise ReleaseConfigError(f"release_overrides {unknown}: only {', '.join(RELEASE_INFERENCE)} can be set")
     settings = dict(RELEASE_INFERENCE)
-    for ours, theirs in (("spatial_pool_mode", "mm_spatial_pool_mode"), ("spatial_pool_stride", "mm_spatial_pool_stride")):
+    where = dict.fromkeys(settings, _RELEASED)
+    for ours, theirs in (("spatial_pool_mode", "mm_spatial_pool_mode"),
+                         ("spatial_pool_stride", "mm_spatial_pool_stride")):
         if ours in extension:  # a model we converted keeps its own pooling
-            settings[theirs] = extension[ours]
+            settings[theirs], where[theirs] = extension[ours], f"config.json {EXTENSION_FIELD}.{ours}"
     settings.update(overrides)
-    where = {name: "release_overrides" if name in overrides else "the released inference settings"
-             for name in settings}
+    where.update(dict.fromkeys(overrides, "release_overrides"))
     for name, allowed, why in (
         ("mm_newline_position", ("grid",), "only 'grid' interleaves audio with the frames"),
         ("mm_pooling_position", ("before",), "frames are pooled before the projector"),
@@ -200,7 +204,7 @@ def _inference_settings(raw: dict, extension: dict, overrides: dict | None) -> d
         raise ReleaseConfigError(f"{where['mm_spatial_pool_stride']}: mm_spatial_pool_stride={stride!r}: "
                                  "must be a positive integer")
     for name, value in settings.items():
-        if name in raw and raw[name] != value and name not in overrides:
+        if name in raw and raw[name] != value and where[name] == _RELEASED:
             logger.warning("config.json %s=%r is not used: the released inference script runs with %r "
                            "(pass release_overrides={%r: %r} to use it)", name, raw[name], value, name, raw[name])
     return settings
