@@ -21,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--options", nargs="+", default=None, metavar="OPTION",
                         help='answer options, e.g. --options "A. red" "B. blue" (letters optional)')
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--prompt", default=None, metavar="{release,step-marked}|TEXT",
+                        help="reasoning instruction: 'release' (the released model's demos), 'step-marked' "
+                             "(ours, asks for <end_of_step> after each step) or the text itself "
+                             "(default: the one the model's config.json names)")
     add_model_arguments(parser)
     add_generation_arguments(parser)
     parser.set_defaults(func=run)
@@ -30,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from salmonn_o1.errors import MediaError
 
     pipeline = load_pipeline(args)
+    if args.prompt is not None:
+        pipeline.prompt = args.prompt
     try:
         features = pipeline.features(args.media)
     except FileNotFoundError as error:
