@@ -95,13 +95,6 @@ class SalmonnO1Config(PreTrainedConfig):
     # embeddings, the media path's effective step size collapses and the model ignores media.
     media_rms: float | None = None
 
-    # Release-compatible media rules (docs/released-model.md); released-layout checkpoints set the
-    # release's value, our own models keep the default.
-    frame_sampling: str = "time"  # "time" (ours) or "index" (the release: by decoded frame index)
-    duration_source: str = "stream"  # "stream" (ours) or "frames" (the release: frame count / fps)
-    pad_audio_to_video: bool = True  # False (the release): keep the audio track's own length
-    single_frame_as_image: bool = False  # True (the release): a clip yielding one sampled frame is an image
-
     # The instruction appended to a question that asks for reasoning: a preset name of
     # salmonn_o1.prompts.REASONING_PROMPTS or the text itself. Kept per model because each model
     # answers best in the wording it was trained with ("step-marked" for ours).
