@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import wave
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +299,49 @@ def test_ask_prompt_option_chooses_the_wording(make_release, tmp_path, capsys):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 2, run.stderr
     assert "reasoning prompt" in run.stderr and "Traceback" not in run.stderr
+
+
+# ---------------------------------------------------------------- items 1-4 end to end on a released-layout checkpoint
+def _media_writer():
+    """tests/media/avgen.py's writer (clips with exact timestamps and audio tracks), by path."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "media"))
+    from avgen import SR, write_video
+
+    return Fraction(30000, 1001), SR, write_video
+
+
+def test_a_released_layout_pipeline_decodes_media_by_the_release_rules(make_release, tmp_path, capsys):
+    """Through `SalmonnO1Pipeline` and `salmonn-o1 ask` on a released-layout checkpoint: a one-frame clip takes
+    the image branch (grid + newline, no audio) and a short audio track keeps its own length; the prompt the
+    model sees holds exactly that many media placeholders and the model runs on it."""
+    ntsc, sr, write_video = _media_writer()
+    one_frame = write_video(tmp_path / "04.mp4", 12, ntsc, size=(64, 32), ticks_per_frame=1001,
+                            audio=[(0.0, 440.0)], audio_rate=sr, audio_layout="mono")
+    short_audio = write_video(tmp_path / "short.mp4", 305, 10, size=(32, 32), audio=[(0.0, 440.0)],
+                              audio_seconds=29.6, audio_rate=sr, audio_layout="mono")
+    source = make_release()
+    pipe = SalmonnO1Pipeline(*load_model_and_processor(source))
+    config = pipe.processor.config
+
+    image = pipe.features(one_frame.path)
+    assert image.spec.frame_as_image and image.input_features is None
+    assert image.token_count == config.single_frame_image_tokens
+    audio = pipe.features(short_audio.path)
+    assert audio.num_chunks == 1  # 29.6 s of audio: one Whisper chunk, not the video's two
+    ours = SalmonnO1Processor(pipe.processor.tokenizer, tiny_config(interleave_mode="release"))
+    assert ours.media_features(short_audio.path).num_chunks == 2
+
+    for clip, features in ((one_frame, image), (short_audio, audio)):
+        batch = pipe.processor(text=["What is shown?"], videos=[clip.path])
+        placeholders = int((batch["input_ids"] == config.media_token_id).sum())
+        assert placeholders == features.token_count
+        with torch.no_grad():
+            out = pipe.model(**batch)
+        assert torch.isfinite(out.logits).all()
+
+    # The pipeline asks with exactly these layouts: the prompts differ by the media token counts alone.
+    asked = [pipe.ask(clip.path, "What is shown?", ["a", "b"], max_new_tokens=2, answer_max_new_tokens=2)
+             for clip in (one_frame, short_audio)]
+    assert asked[1].tokens["prompt"] - asked[0].tokens["prompt"] == audio.token_count - image.token_count
+    assert main(["ask", str(one_frame.path), "What is shown?", "--model", str(source), "--max-new-tokens", "2",
+                 "--json"]) == 0
