@@ -10,6 +10,9 @@ itself never imports.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 from pathlib import Path
 
@@ -23,6 +26,125 @@ from salmonn_o1.release.loading import find_release_checkpoint, load_release_mod
 from salmonn_o1.tokenizer import load_tokenizer, time_text_ids
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+CHECKSUMS = "checksums.sha256"  # `sha256sum` format; shipped beside the default model
+# Bytes per element of each safetensors dtype name (the ones a model of ours can hold).
+SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
+                      "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit
+
+
+def verify_safetensors(path: str | os.PathLike, check_values: bool = True) -> None:
+    """CheckpointError naming `path` unless it is a well-formed safetensors file with finite weights.
+
+    Checks what costs no more than reading the file: the header parses, every
+    dtype is known, every tensor's byte span matches its shape and dtype, the
+    spans tile the data area exactly up to the end of the file, and (with
+    `check_values`) no floating tensor holds NaN or infinity. A flipped byte
+    in the header or one that makes a weight non-finite is caught; one that
+    leaves a finite value is only caught by a recorded checksum
+    (`verify_checksums`).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: corrupt safetensors file ({what}); re-download or re-save the checkpoint")
+
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise bad("shorter than its 8-byte header length")
+        header_size = int.from_bytes(prefix, "little")
+        if header_size > min(MAX_HEADER_BYTES, size - 8):
+            raise bad(f"header length {header_size} does not fit in the file of {size} bytes")
+        raw = handle.read(header_size)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise bad(f"header is not valid JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise bad("header is not a JSON object")
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
+            raise bad(f"tensor {name!r} lacks dtype, shape or data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in SAFETENSORS_DTYPES:
+            raise bad(f"tensor {name!r} has unknown dtype {dtype!r}")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise bad(f"tensor {name!r} has shape {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            raise bad(f"tensor {name!r} has data_offsets {offsets!r}")
+        expected = math.prod(shape) * SAFETENSORS_DTYPES[dtype]
+        if offsets[1] - offsets[0] != expected:
+            raise bad(f"tensor {name!r} spans {offsets[1] - offsets[0]} bytes; {dtype} {shape} needs {expected}")
+        spans.append((offsets[0], offsets[1], name))
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            raise bad(f"tensor {name!r} starts at byte {begin} of the data; expected {end}")
+        end = stop
+    if end != size - 8 - header_size:
+        raise bad(f"the tensors end at data byte {end} but the file holds {size - 8 - header_size}")
+    if not check_values:
+        return
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as tensors:
+        for name, entry in header.items():
+            floating = name != "__metadata__" and entry["dtype"] in FLOAT_DTYPES
+            if floating and not torch.isfinite(tensors.get_tensor(name)).all():
+                raise bad(f"tensor {name!r} holds NaN or infinite values")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_checksums(directory: str | os.PathLike) -> Path:
+    """Record the sha256 of every safetensors file of a checkpoint directory (for a model to ship)."""
+    directory = Path(directory)
+    lines = [f"{file_sha256(p)}  {p.name}\n" for p in sorted(directory.glob("*.safetensors"))]
+    path = directory / CHECKSUMS
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def verify_checksums(directory: str | os.PathLike) -> bool:
+    """Check the files listed in the directory's `checksums.sha256`; False when there is none."""
+    directory = Path(directory)
+    listing = directory / CHECKSUMS
+    if not listing.is_file():
+        return False
+    for number, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        digest, _, name = line.partition("  ")
+        if not name or len(digest) != 64:
+            raise CheckpointError(f"{listing} line {number}: expected '<sha256>  <file name>'")
+        target = directory / name.strip()
+        if not target.is_file():
+            raise CheckpointError(f"{target}: listed in {listing} but missing")
+        if file_sha256(target) != digest.lower():
+            raise CheckpointError(f"{target}: its sha256 differs from the one recorded in {listing}; "
+                                  "the file is corrupt or was changed (re-install or re-download it)")
+    return True
+
+
+def verify_checkpoint_files(directory: str | os.PathLike) -> None:
+    """The load-time checks of a checkpoint directory of ours: recorded checksums, then each safetensors file."""
+    directory = Path(directory)
+    verify_checksums(directory)
+    for path in sorted(directory.glob("*.safetensors")):
+        verify_safetensors(path)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -102,6 +224,7 @@ def load_model_and_processor(
                 f"{source}: no such checkpoint directory (or preset; presets: {', '.join(sorted(PRESETS))})"
             )
         check_checkpoint_files(path)
+        verify_checkpoint_files(path)  # a corrupt file is an error, not a model that answers garbage
         model = SalmonnO1ForConditionalGeneration.from_pretrained(path, **model_kwargs)
         processor = SalmonnO1Processor.from_pretrained(path, config=model.config)
     if model_kwargs.get("device_map") is not None:
@@ -113,8 +236,10 @@ def load_model_and_processor(
 def save_model_and_processor(
     model: SalmonnO1ForConditionalGeneration, processor: SalmonnO1Processor, path: str | os.PathLike
 ) -> Path:
+    """Write a checkpoint directory; a checksum listing already there would no longer match, so it goes."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    (path / CHECKSUMS).unlink(missing_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path

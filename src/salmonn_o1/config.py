@@ -1,8 +1,11 @@
 """Configuration of the audio-visual model: data, with presets as named constructors.
 
 Defaults equal the released video-SALMONN-o1 (docs/released-model.md) except
-`interleave_mode`, which defaults to true time alignment for new models; the
-`video-salmonn-o1-7b` preset sets the released ("release") interleaving.
+`interleave_mode`, which defaults to true time alignment for new models, and the
+media rules `frame_sampling`, `duration_source`, `pad_audio_to_video` and
+`single_frame_as_image`, which default to our own decoding; the
+`video-salmonn-o1-7b` preset sets the released ("release") interleaving, and
+loading a released-layout checkpoint sets the release's media rules.
 """
 
 from __future__ import annotations
@@ -49,6 +52,23 @@ class SalmonnO1Config(PreTrainedConfig):
     sampling_rate: int = 16_000
     audio_chunk_seconds: float = 30.0
     audio_min_seconds: float = 1.0
+    # Release-compatible media rules (each saved in config.json, so a converted model keeps them;
+    # the defaults are our own behaviour, released-layout checkpoints set the release's values).
+    # frame_sampling: "time" keeps, for each frame the sampling rule picks, the decoded frame
+    # nearest to index / average_rate seconds (robust to variable frame rate); "index" takes
+    # the decoded frames *by position* in presentation order, as the release's decord reader
+    # does, for constant-frame-rate streams (a variable-frame-rate stream still samples by time).
+    frame_sampling: str = "time"
+    # duration_source: "stream" = the video stream's declared duration (else the container's);
+    # "frames" = video frame count / average frame rate, what the release uses. It sets the
+    # audio cut, the audio chunk count and the release interleaving's audio split.
+    duration_source: str = "stream"
+    # pad_audio_to_video: True zero-pads an audio track that ends before the video to the video's
+    # duration; False (the release) keeps the track's own length (fewer chunks, fewer tokens).
+    pad_audio_to_video: bool = True
+    # single_frame_as_image: True (the release) lays a video that yields one sampled frame out as
+    # the release's image branch: its pooled grid and one newline, no audio tokens.
+    single_frame_as_image: bool = False
 
     # Window-level Q-Former: one window of `audio_window_seconds`, `audio_queries_per_window` queries each.
     audio_window_seconds: float = 0.2
@@ -75,6 +95,11 @@ class SalmonnO1Config(PreTrainedConfig):
     # embeddings, the media path's effective step size collapses and the model ignores media.
     media_rms: float | None = None
 
+    # The instruction appended to a question that asks for reasoning: a preset name of
+    # salmonn_o1.prompts.REASONING_PROMPTS or the text itself. Kept per model because each model
+    # answers best in the wording it was trained with ("step-marked" for ours).
+    reasoning_prompt: str = "step-marked"
+
     # Token ids of the chat format.
     media_token_id: int = 151646
     initializer_range: float = 0.02
@@ -89,6 +114,10 @@ class SalmonnO1Config(PreTrainedConfig):
             raise ValueError(f"interleave_mode must be 'aligned' or 'release', got {self.interleave_mode!r}")
         if self.time_token_mode not in ("learned", "text"):
             raise ValueError(f"time_token_mode must be 'learned' or 'text', got {self.time_token_mode!r}")
+        if self.frame_sampling not in ("time", "index"):
+            raise ValueError(f"frame_sampling must be 'time' or 'index', got {self.frame_sampling!r}")
+        if self.duration_source not in ("stream", "frames"):
+            raise ValueError(f"duration_source must be 'stream' or 'frames', got {self.duration_source!r}")
         if self.spatial_pool_mode not in ("max", "average"):
             raise ValueError(f"spatial_pool_mode must be 'max' or 'average', got {self.spatial_pool_mode!r}")
         if self.qformer_config.encoder_hidden_size != self.audio_config.d_model:
@@ -136,6 +165,11 @@ class SalmonnO1Config(PreTrainedConfig):
     def video_tokens_per_frame(self) -> int:
         """Pooled grid plus one newline per row: 13 x 14 = 182."""
         return self.pooled_grid * (self.pooled_grid + 1)
+
+    @property
+    def single_frame_image_tokens(self) -> int:
+        """A one-frame video in the release's image branch: pooled grid + one newline (13 x 13 + 1 = 170)."""
+        return self.pooled_grid * self.pooled_grid + 1
 
     @property
     def image_tokens(self) -> int:

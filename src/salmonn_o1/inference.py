@@ -23,7 +23,7 @@ from salmonn_o1.decoding import Decoder
 from salmonn_o1.eval.extract import read_answer
 from salmonn_o1.generation import SamplingConfig
 from salmonn_o1.processor import MediaFeatures, MediaInput, SalmonnO1Processor
-from salmonn_o1.prompts import format_question
+from salmonn_o1.prompts import DEFAULT_REASONING_PROMPT, format_question, reasoning_instruction
 from salmonn_o1.reasoning import split_steps
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "mini"
@@ -37,6 +37,7 @@ class Question:
     question: str
     options: list[str] | None = None
     reasoning: bool = True
+    prompt: str | None = None  # reasoning instruction (preset name or text); None: the pipeline's
 
 
 @dataclass
@@ -87,11 +88,19 @@ def default_model_source() -> str:
 
 
 class SalmonnO1Pipeline:
-    """`pipe.ask(video, question, options)` -> steps + answer, on CPU or GPU."""
+    """`pipe.ask(video, question, options)` -> steps + answer, on CPU or GPU.
 
-    def __init__(self, model, processor: SalmonnO1Processor):
+    `prompt`: the reasoning instruction, a preset name of
+    `salmonn_o1.prompts.REASONING_PROMPTS` ("release", "step-marked") or the
+    text itself; by default the one the model's config names, so each model
+    is asked in the wording it was trained with.
+    """
+
+    def __init__(self, model, processor: SalmonnO1Processor, prompt: str | None = None):
         self.model = model
         self.processor = processor
+        self.prompt = prompt if prompt is not None else getattr(model.config, "reasoning_prompt",
+                                                                DEFAULT_REASONING_PROMPT)
         self.decoder = Decoder.from_tokenizer(model, processor.tokenizer)
         self.im_end_id = self.decoder.ids.im_end_id
         self.stop_ids = self.decoder.ids.stop_ids
@@ -99,13 +108,24 @@ class SalmonnO1Pipeline:
 
     @classmethod
     def from_pretrained(
-        cls, source: str | None = None, device: str = "auto", dtype: str = "auto", **kwargs
+        cls, source: str | None = None, device: str = "auto", dtype: str = "auto", prompt: str | None = None,
+        **kwargs
     ) -> SalmonnO1Pipeline:
         from salmonn_o1.checkpoints import load_model_and_processor
 
         model, processor = load_model_and_processor(source or default_model_source(), device=device, dtype=dtype,
                                                     **kwargs)
-        return cls(model, processor)
+        return cls(model, processor, prompt=prompt)
+
+    @property
+    def prompt(self) -> str:
+        """The reasoning instruction's preset name or text (checked when set)."""
+        return self._prompt
+
+    @prompt.setter
+    def prompt(self, value: str) -> None:
+        reasoning_instruction(value)
+        self._prompt = value
 
     @property
     def device(self) -> torch.device:
@@ -118,10 +138,14 @@ class SalmonnO1Pipeline:
 
     # ---- public API ----
     def ask(self, media: MediaInput, question: str, options: list[str] | None = None, reasoning: bool = True,
-            stream=None, **generation) -> AnswerResult:
+            stream=None, prompt: str | None = None, **generation) -> AnswerResult:
         """One question. `generation`: max_new_tokens, do_sample, temperature, top_p, top_k, seed,
-        answer_max_new_tokens. `stream(text_piece)` receives turn-1 text as it is generated."""
-        return self.ask_batch([Question(media, question, options, reasoning)], stream=stream, **generation)[0]
+        answer_max_new_tokens. `stream(text_piece)` receives turn-1 text as it is generated.
+        `prompt`: this question's reasoning instruction (default: the pipeline's)."""
+        if prompt is not None:
+            reasoning_instruction(prompt)
+        return self.ask_batch([Question(media, question, options, reasoning, prompt)], stream=stream,
+                              **generation)[0]
 
     def ask_many(self, media: MediaInput, questions: list[tuple[str, list[str] | None]], reasoning: bool = True,
                  **generation) -> list[AnswerResult]:
@@ -203,7 +227,8 @@ class SalmonnO1Pipeline:
         return results
 
     def _prompt_text(self, q: Question) -> str:
-        return format_question(q.question, q.options, reasoning=q.reasoning)
+        return format_question(q.question, q.options, reasoning=q.reasoning,
+                               prompt=q.prompt if q.prompt is not None else self.prompt)
 
     def _text(self, tokens: list[int]) -> str:
         tokens = [t for t in tokens if t not in self.stop_ids]

@@ -1,10 +1,22 @@
-"""Decoding with PyAV: frames at 2 fps by timestamp, audio as 16 kHz mono float32.
+"""Decoding with PyAV: frames at 2 fps, audio as 16 kHz mono float32.
 
 Frames are chosen by the released rule (every round(native_fps / fps)-th
-frame; more than `max_frames` -> exactly `max_frames` spread by linspace),
-expressed as target *timestamps*, so variable-frame-rate files work: each
-target gets the decoded frame nearest to it in time. The frame rule counts the
-video stream's own duration (an audio track running on adds no frames).
+frame; more than `max_frames` -> exactly `max_frames` spread by linspace).
+Two ways to turn the rule's frame indices into frames (`frame_sampling`):
+- "time" (our default): index i becomes the timestamp i / average_rate, and
+  each target gets the decoded frame nearest to it in time, so
+  variable-frame-rate files work. The frame rule counts the video stream's
+  own duration (an audio track running on adds no frames).
+- "index" (the release, whose decord reader counts the stream's packets and
+  takes frame i in presentation order): the video packets are counted and
+  their timestamps read first (demuxing only, no decoding); on a
+  constant-frame-rate stream the rule is applied to that count and frame i is
+  the i-th timestamp, so a container whose average rate is slightly off
+  cannot shift a frame. A variable-frame-rate stream keeps time sampling:
+  there the i-th frame can lie far from i / fps.
+`duration_source` "frames" makes the duration frame count / average rate
+(the release's) instead of the stream's declared one; `pad_audio` False keeps
+an audio track that ends before the video at its own length.
 Decoding seeks only when the next target is far ahead (a long video is not
 decoded whole) and otherwise keeps decoding, which is fastest for long GOPs.
 Every failure is one `MediaError` naming the file and the reason, including a
@@ -15,7 +27,9 @@ short of its declared duration.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import av
 import numpy as np
@@ -29,11 +43,29 @@ SEEK_AHEAD_SECONDS = 2.0  # seek when the next wanted frame is further ahead tha
 TRUNCATION_SLACK_SECONDS = 1.0
 
 
+FrameSampling = Literal["time", "index"]
+DurationSource = Literal["stream", "frames"]
+# A stream is constant-frame-rate when every gap between consecutive presentation timestamps is
+# within one time-base tick (millisecond time bases round 33.37 ms to 33 or 34) or this fraction
+# of the median gap; anything else (a dropped frame, a 5 fps stretch) is variable.
+CONSTANT_RATE_TOLERANCE = 0.1
+
+
+def release_frame_indices(num_frames: int, native_fps: float, fps: float = 2.0, max_frames: int = 60) -> np.ndarray:
+    """The released rule on frame positions: step = max(round(native_fps / fps), 1) (Python's
+    half-to-even round), indices range(0, N, step), or linspace(0, N - 1, max_frames) floored to
+    int when there are more."""
+    step = max(round(native_fps / fps), 1)
+    indices = np.arange(0, num_frames, step)
+    if len(indices) > max_frames:
+        indices = np.linspace(0, num_frames - 1, max_frames).astype(int)
+    return indices
+
+
 def sample_frame_times(duration: float, native_fps: float, fps: float = 2.0, max_frames: int = 60) -> np.ndarray:
     """Target timestamps (s) of the frames to keep, by the released rule.
 
-    native frames N = round(duration * native_fps); step = max(round(native_fps / fps), 1);
-    indices range(0, N, step), or linspace(0, N - 1, max_frames) when there are more.
+    native frames N = round(duration * native_fps); the rule's indices i become times i / native_fps.
     """
     if duration <= 0:
         return np.zeros(1)
@@ -41,16 +73,32 @@ def sample_frame_times(duration: float, native_fps: float, fps: float = 2.0, max
         times = np.arange(0.0, duration, 1.0 / fps)
         return times if len(times) <= max_frames else np.linspace(0, times[-1], max_frames)
     total = max(1, int(round(duration * native_fps)))
-    step = max(round(native_fps / fps), 1)
-    indices = np.arange(0, total, step)
-    if len(indices) > max_frames:
-        indices = np.linspace(0, total - 1, max_frames).astype(int)
-    return indices / native_fps
+    return release_frame_indices(total, native_fps, fps, max_frames) / native_fps
+
+
+def is_constant_rate(pts: np.ndarray) -> bool:
+    """Whether sorted integer presentation timestamps are evenly spaced (see CONSTANT_RATE_TOLERANCE)."""
+    gaps = np.diff(np.asarray(pts, dtype=np.int64))
+    if len(gaps) == 0:
+        return True
+    median = float(np.median(gaps))
+    if median <= 0:
+        return False
+    return bool(np.all(np.abs(gaps - median) <= max(1.0, CONSTANT_RATE_TOLERANCE * median)))
 
 
 def load_media(path: str | Path, fps: float = 2.0, max_frames: int = 60, kind: str | None = None,
-               frame_size: int | None = None) -> DecodedMedia:
-    """A video (frames + audio), an audio file (audio only) or an image (one frame)."""
+               frame_size: int | None = None, *, frame_sampling: FrameSampling = "time",
+               duration_source: DurationSource = "stream", pad_audio: bool = True) -> DecodedMedia:
+    """A video (frames + audio), an audio file (audio only) or an image (one frame).
+
+    frame_sampling, duration_source, pad_audio: how a video is sampled (module docstring);
+    the defaults are ours, "index" / "frames" / False the release's.
+    """
+    if frame_sampling not in ("time", "index"):
+        raise ValueError(f"frame_sampling must be 'time' or 'index', got {frame_sampling!r}")
+    if duration_source not in ("stream", "frames"):
+        raise ValueError(f"duration_source must be 'stream' or 'frames', got {duration_source!r}")
     path = _check_path(path)
     if kind == "image" or (kind is None and path.suffix.lower() in IMAGE_SUFFIXES):
         return load_image(path, frame_size)
@@ -61,7 +109,8 @@ def load_media(path: str | Path, fps: float = 2.0, max_frames: int = 60, kind: s
             raise MediaError(f"{path}: no audio stream" if kind == "audio" and container.streams.video
                              else f"{path}: no video or audio stream")
         if has_video:
-            return _decode_video(container, path, fps, max_frames, frame_size)
+            return _decode_video(container, path, fps, max_frames, frame_size, frame_sampling, duration_source,
+                                 pad_audio)
         audio, error = _decode_audio_track(container, path)
         declared = container.duration / av.time_base if container.duration else 0.0
         # Only with a decoding error: a clean end short of the declared duration may just be a
@@ -72,8 +121,11 @@ def load_media(path: str | Path, fps: float = 2.0, max_frames: int = 60, kind: s
         return DecodedMedia(None, np.zeros(0), audio, len(audio) / SAMPLE_RATE, True, "audio", str(path))
 
 
-def load_video(path: str | Path, fps: float = 2.0, max_frames: int = 60, frame_size: int | None = None) -> DecodedMedia:
-    media = load_media(path, fps, max_frames, kind="video", frame_size=frame_size)
+def load_video(path: str | Path, fps: float = 2.0, max_frames: int = 60, frame_size: int | None = None, *,
+               frame_sampling: FrameSampling = "time", duration_source: DurationSource = "stream",
+               pad_audio: bool = True) -> DecodedMedia:
+    media = load_media(path, fps, max_frames, kind="video", frame_size=frame_size, frame_sampling=frame_sampling,
+                       duration_source=duration_source, pad_audio=pad_audio)
     if media.kind != "video":
         raise MediaError(f"{path}: no video stream")
     return media
@@ -129,13 +181,54 @@ def _stream_duration(container, stream) -> tuple[float, bool]:
     return 0.0, False
 
 
-def _decode_video(container, path: Path, fps: float, max_frames: int, frame_size: int | None) -> DecodedMedia:
+@dataclass
+class _PacketScan:
+    """The video stream's packets as the release's reader sees them (demuxed, not decoded)."""
+
+    count: int  # packets with data: the release's frame count
+    times: np.ndarray  # sorted presentation times (s from the stream's start) of those with a timestamp
+    constant_rate: bool  # every packet has a timestamp and they are evenly spaced
+    error: av.error.FFmpegError | None  # what ended the scan early, if anything
+
+
+def _scan_packets(container, stream, start: float) -> _PacketScan:
+    pts, count, error = [], 0, None
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0 and packet.pts is None:
+                continue  # the flush packet PyAV adds at the end, not one of the file's
+            count += 1
+            if packet.pts is not None:
+                pts.append(packet.pts)
+    except av.error.FFmpegError as failure:
+        error = failure
+    pts = np.sort(np.asarray(pts, dtype=np.int64))
+    times = pts * float(stream.time_base) - start if len(pts) else np.zeros(0)
+    try:
+        container.seek(0)
+    except av.error.FFmpegError as failure:
+        error = error or failure
+    return _PacketScan(count, times, len(pts) == count and is_constant_rate(pts), error)
+
+
+def _decode_video(container, path: Path, fps: float, max_frames: int, frame_size: int | None,
+                  frame_sampling: FrameSampling = "time", duration_source: DurationSource = "stream",
+                  pad_audio: bool = True) -> DecodedMedia:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     native_fps = float(stream.average_rate or stream.guessed_rate or 0)
     start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    duration, own_duration = _stream_duration(container, stream)
-    targets = sample_frame_times(duration, native_fps, fps, max_frames) if duration > 0 else None
+    declared, own_duration = _stream_duration(container, stream)
+    duration = declared
+    scan = None
+    if frame_sampling == "index" or duration_source == "frames":
+        scan = _scan_packets(container, stream, start)
+    if duration_source == "frames" and scan.count and native_fps > 0:
+        duration = scan.count / native_fps  # the release: len(decord reader) / its average fps
+    if frame_sampling == "index" and scan.count and scan.constant_rate and native_fps > 0:
+        targets = scan.times[release_frame_indices(scan.count, native_fps, fps, max_frames)]
+    else:
+        targets = sample_frame_times(duration, native_fps, fps, max_frames) if duration > 0 else None
     frames, times = [], []
     if targets is None:  # no duration known: decode everything, then subsample by time
         try:
@@ -184,20 +277,31 @@ def _decode_video(container, path: Path, fps: float, max_frames: int, frame_size
             audio = _decode_audio(container, path)
         except MediaError:
             has_audio = False
+    frame_step = 1 / native_fps if native_fps else 0
+    video_end = None
     if exhausted:
         # The frames ran out before the last target: fine within a frame or so of the end, a
-        # truncated file otherwise. Without the stream's own duration, the container's may be an
-        # audio track's that runs on: then only an audio track stopping short as well is truncation.
-        video_end = (current[0] if current is not None else times[-1]) + (1 / native_fps if native_fps else 0)
-        slack = max(TRUNCATION_SLACK_SECONDS, 2 / native_fps if native_fps else 0)
+        # truncated file otherwise.
+        video_end = (current[0] if current is not None else times[-1]) + frame_step
+    elif scan is not None and len(scan.times):
+        # Targets taken from the packets never run out: the packets' end is the frames' end.
+        video_end = float(scan.times[-1]) + frame_step
+        error = error or scan.error
+    if video_end is not None and declared > 0:
+        # Without the stream's own duration, the container's may be an audio track's that runs on:
+        # then only an audio track stopping short as well is truncation.
+        slack = max(TRUNCATION_SLACK_SECONDS, 2 * frame_step)
         audio_end = len(audio) / SAMPLE_RATE if audio is not None else 0.0
-        if video_end < duration - slack and (own_duration or audio_end < duration - slack):
+        if video_end < declared - slack and (own_duration or audio_end < declared - slack):
             detail = f"; {error}" if error else ""
             raise MediaError(
-                f"{path}: truncated or corrupt video (frames stop at {video_end:.2f} s of {duration:.2f} s{detail})"
+                f"{path}: truncated or corrupt video (frames stop at {video_end:.2f} s of {declared:.2f} s{detail})"
             )
     expected = int(round(duration * SAMPLE_RATE))
-    audio = np.zeros(expected, np.float32) if audio is None else _fit(audio, expected)
+    if audio is None:
+        audio = np.zeros(expected, np.float32)  # no track: silence as long as the video
+    else:
+        audio = _fit(audio, expected) if pad_audio else audio[:expected]
     return DecodedMedia(np.stack(frames), np.asarray(times), audio, float(duration), has_audio, "video", str(path))
 
 

@@ -82,26 +82,35 @@ class SalmonnO1Processor:
 
     # ---- media ----
     def load_media(self, media: MediaInput, kind: str | None = None) -> DecodedMedia | None:
-        """A path is decoded at the model's frame rate; decoded media passes through."""
+        """A path is decoded by the model's media rules (frame rate, frame sampling, duration,
+        audio padding: all from its config); decoded media passes through."""
         if media is None or isinstance(media, DecodedMedia):
             return media
         from salmonn_o1.media import load_media
 
-        return load_media(media, fps=self.config.frames_per_second, max_frames=self.config.max_frames, kind=kind)
+        config = self.config
+        return load_media(media, fps=config.frames_per_second, max_frames=config.max_frames, kind=kind,
+                          frame_sampling=config.frame_sampling, duration_source=config.duration_source,
+                          pad_audio=config.pad_audio_to_video)
 
     def media_features(self, media: MediaInput, kind: str | None = None) -> MediaFeatures | None:
-        """Decode (if needed) and featurise one input: frames to pixels, audio to log-mel chunks."""
+        """Decode (if needed) and featurise one input: frames to pixels, audio to log-mel chunks.
+
+        With `config.single_frame_as_image`, a video that yields one sampled frame takes the
+        release's image branch: its audio is not featurised at all (the layout has none).
+        """
         decoded = self.load_media(media, kind)
         if decoded is None:
             return None
         from salmonn_o1.features import audio_to_features, frames_to_pixel_values
 
         config = self.config
+        frame_as_image = bool(config.single_frame_as_image) and decoded.kind == "video" and decoded.num_frames == 1
         pixel_values = None
         if decoded.kind != "audio":
             pixel_values = frames_to_pixel_values(decoded.frames, config.image_size)
         input_features = None
-        if decoded.kind != "image":
+        if decoded.kind != "image" and not frame_as_image:
             audio = decoded.audio if decoded.audio is not None else np.zeros(0, np.float32)
             if decoded.kind == "video":
                 # Audio is cut to the video's duration (the release does the same).
@@ -114,7 +123,7 @@ class SalmonnO1Processor:
         if decoded.kind == "audio":
             frame_times = torch.zeros(0)
         return MediaFeatures.build(config, decoded.kind, pixel_values, input_features, frame_times,
-                                   decoded.duration, has_audio=decoded.has_audio)
+                                   decoded.duration, has_audio=decoded.has_audio, frame_as_image=frame_as_image)
 
     # ---- text ----
     def encode(

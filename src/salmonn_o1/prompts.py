@@ -7,6 +7,8 @@ was trained on and the wording it is asked with never drift apart.
 
 from __future__ import annotations
 
+from salmonn_o1.errors import SalmonnError
+
 SYSTEM_PROMPT = "You are a helpful assistant."
 MEDIA_TOKEN = "<image>"  # the single media placeholder of the released chat format
 END_OF_STEP = "<end_of_step>"
@@ -18,6 +20,16 @@ STEP_MARKED_INSTRUCTION = (
     "Answer the question step by step. Output each thinking step. "
     f"Mark the end of each step with {END_OF_STEP}."
 )
+
+# Named reasoning instructions. "release": the wording of the released model's README demos (the
+# only prompting of the released 7B model its authors published); "step-marked": ours, which also
+# asks for the <end_of_step> marker that step splitting and pDPO rely on. A model's config names
+# the one it was trained with (`reasoning_prompt`); any other text is used as it is.
+REASONING_PROMPTS = {
+    "release": REASONING_INSTRUCTION,
+    "step-marked": STEP_MARKED_INSTRUCTION,
+}
+DEFAULT_REASONING_PROMPT = "step-marked"  # our models' wording; released-layout checkpoints use "release"
 DIRECT_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 DIRECT_YES_NO_INSTRUCTION = "Answer YES or NO directly."
 FINAL_ANSWER_QUESTION = "What is the final answer to the question based on your thinking steps?"
@@ -42,23 +54,45 @@ def format_options(options: list[str]) -> str:
     return "\n".join(lines)
 
 
+class PromptError(SalmonnError, ValueError):
+    """A reasoning prompt that is neither a preset name nor usable text."""
+
+
+def reasoning_instruction(prompt: str | None = None) -> str:
+    """The instruction text for a preset name of `REASONING_PROMPTS` or a custom text (None: our default).
+
+    Anything that is not a preset name is taken as the instruction itself, so a
+    model trained with other wording can be asked in its own words.
+    """
+    if prompt is None:
+        prompt = DEFAULT_REASONING_PROMPT
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise PromptError(f"reasoning prompt {prompt!r}: give a preset ({', '.join(REASONING_PROMPTS)}) or "
+                         "the instruction text")
+    return REASONING_PROMPTS.get(prompt.strip(), prompt.strip())
+
+
 def format_question(
     question: str,
     options: list[str] | None = None,
     reasoning: bool = True,
     step_marked: bool = True,
+    prompt: str | None = None,
 ) -> str:
     """The user-turn text (without the media placeholder) for one question.
 
-    `step_marked` asks for `<end_of_step>` after each step, the format our
-    trained models use and the one pDPO splits on; the released 7B model was
-    prompted without it.
+    `prompt` (a preset name or the text) chooses the reasoning instruction;
+    without it `step_marked` chooses between the two presets: the marker
+    after each step is the format our trained models use and the one pDPO
+    splits on; the released 7B model was prompted without it.
     """
     text = question.strip()
     if options:
         text = f"{text} Choose from:\n{format_options(options)}"
     if reasoning:
-        text = f"{text}\n{STEP_MARKED_INSTRUCTION if step_marked else REASONING_INSTRUCTION}"
+        if prompt is None:
+            prompt = "step-marked" if step_marked else "release"
+        text = f"{text}\n{reasoning_instruction(prompt)}"
     elif options:
         text = f"{text}\n{DIRECT_INSTRUCTION}"
     elif _is_yes_no(question):

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.data.synthetic.dataset import SynthSample, generate_item, render_media
 from salmonn_o1.data.synthetic.timeline import COLOURS, SHAPES, SOUNDS, scene_at
 from salmonn_o1.model.modeling import SalmonnO1ForConditionalGeneration
@@ -37,7 +38,6 @@ from salmonn_o1.train.recipe import Recipe
 
 COLOUR_NAMES = tuple(COLOURS)
 SOUND_NAMES = tuple(SOUNDS)
-IGNORE = -100
 
 
 @dataclass
@@ -47,7 +47,7 @@ class PerceptionTargets:
     colour: torch.Tensor  # (F,) long
     shape: torch.Tensor  # (F,) long
     position: torch.Tensor  # (F, 2) float, centre in 0..1 (0.5 when nothing is shown)
-    sound: torch.Tensor  # (windows,) long, IGNORE past the clip's end
+    sound: torch.Tensor  # (windows,) long, IGNORE_INDEX past the clip's end
 
 
 def perception_targets(sample: SynthSample, frame_times: np.ndarray, windows: int, window_seconds: float
@@ -64,7 +64,7 @@ def perception_targets(sample: SynthSample, frame_times: np.ndarray, windows: in
             colour.append(COLOUR_NAMES.index(scene.colour_at(float(t))) + 1)
             shape.append(SHAPES.index(scene.shape) + 1)
             position.append(scene.position(float(t)))
-    sound = torch.full((windows,), IGNORE, dtype=torch.long)
+    sound = torch.full((windows,), IGNORE_INDEX, dtype=torch.long)
     for w in range(windows):
         centre = (w + 0.5) * window_seconds
         if centre >= sample.timeline.duration:
@@ -135,11 +135,11 @@ def perception_loss(outputs: dict[str, torch.Tensor], targets: PerceptionTargets
     losses = {
         "colour": ce(outputs["colour"], targets.colour),
         "shape": ce(outputs["shape"], targets.shape),
-        "sound": ce(outputs["sound"], targets.sound, ignore_index=IGNORE),
+        "sound": ce(outputs["sound"], targets.sound, ignore_index=IGNORE_INDEX),
         "position": (nn.functional.l1_loss(outputs["position"][shown], targets.position[shown])
                      if shown.any() else outputs["position"].sum() * 0),
     }
-    valid = targets.sound != IGNORE
+    valid = targets.sound != IGNORE_INDEX
     metrics = {
         "colour_acc": (outputs["colour"].argmax(-1) == targets.colour).float().mean().item(),
         "shape_acc": (outputs["shape"].argmax(-1) == targets.shape).float().mean().item(),

@@ -84,3 +84,35 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys, args, message):
     assert main(["synth", "--out", str(tmp_path / "x"), "--quiet", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("salmonn-o1 synth: error: synth settings") and message in err
+
+
+def test_a_rerun_with_other_settings_is_refused_and_changes_nothing(tmp_path, capsys):
+    out = tmp_path / "avr"
+    base = ["synth", "--split", "test", "--n", "1", "--out", str(out), "--quiet", "--size", "32", "--fps", "4"]
+    assert main(base) == 0
+    settings = json.loads((out / "synth_settings.json").read_text())
+    assert settings["split"] == "test" and settings["size"] == 32 and settings["min_duration"] == 6.0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    assert main([*base, "--min-duration", "9", "--max-duration", "14", "--options", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--min-duration 6.0 (now 9.0)" in err and "--max-duration 12.0 (now 14.0)" in err
+    assert "--options 4 (now 3)" in err and "--seed" not in err
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # neither the items nor the clips were touched
+
+    assert main([*base, "--n", "2"]) == 0  # the same settings resume and extend
+    assert [item.id for item in read_items(out / "items.jsonl")] == ["avr-test-000000", "avr-test-000001"]
+
+
+def test_a_folder_without_recorded_settings_is_checked_against_its_items(tmp_path, capsys):
+    out = tmp_path / "old"
+    base = ["synth", "--split", "test", "--n", "2", "--out", str(out), "--quiet", "--size", "32", "--fps", "4"]
+    assert main(base) == 0
+    (out / "synth_settings.json").unlink()  # as a folder written before settings were recorded
+    before = (out / "items.jsonl").read_bytes()
+    assert main([*base, "--seed", "7"]) == 2
+    assert "avr-test-000000 is not what these settings generate" in capsys.readouterr().err
+    assert (out / "items.jsonl").read_bytes() == before and not (out / "synth_settings.json").exists()
+    assert main(base) == 0 and (out / "synth_settings.json").is_file()  # the same settings are accepted

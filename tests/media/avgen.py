@@ -10,6 +10,7 @@ located in time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -100,7 +101,7 @@ class Clip:
 def write_video(
     path: Path,
     num_frames: int,
-    fps: int,
+    fps: int | Fraction,
     size: tuple[int, int] = (64, 48),
     pts: list[int] | None = None,
     audio: list[tuple[float, float]] | None = None,
@@ -110,18 +111,25 @@ def write_video(
     codec: str = "libx264",
     container_format: str = "mp4",
     options: dict[str, str] | None = None,
+    ticks_per_frame: int = 1,
+    last_frame_ticks: int | None = None,
 ) -> Clip:
-    """Colour-coded frames (pts in units of 1/fps, default 0, 1, 2, ...) and an optional tone track.
+    """Colour-coded frames (pts in ticks of 1 / (fps * ticks_per_frame), default one frame apart)
+    and an optional tone track.
 
     The audio is interleaved with the video, a video frame's worth at a time, like a real muxer sees it.
+    `last_frame_ticks` gives the last frame another duration (mp4 then reports another average rate).
     """
-    pts = list(range(num_frames)) if pts is None else list(pts)
+    tick_rate = Fraction(fps) * ticks_per_frame  # ticks per second
+    pts = [i * ticks_per_frame for i in range(num_frames)] if pts is None else list(pts)
     assert len(pts) == num_frames
     width, height = size
-    video_end = (pts[-1] + 1) / fps if pts else 0.0
+    video_end = float((pts[-1] + ticks_per_frame) / tick_rate) if pts else 0.0
     audio_seconds = video_end if audio_seconds is None else audio_seconds
     with av.open(str(path), "w", format=container_format, options=options or {}) as out:
         stream = out.add_stream(codec, rate=fps)
+        if ticks_per_frame != 1:
+            stream.codec_context.time_base = stream.time_base = 1 / tick_rate
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
             stream.options = {"preset": "ultrafast", "crf": "16"}
@@ -148,22 +156,28 @@ def write_video(
                 out.mux(packet)
             written = end
 
+        def mux_video(packets) -> None:
+            for packet in packets:
+                if last_frame_ticks is not None and packet.pts == pts[-1]:
+                    packet.duration = last_frame_ticks
+                out.mux(packet)
+
         if not pts:
             out.start_encoding()
         for index, p in enumerate(pts):
             frame = av.VideoFrame.from_ndarray(frame_image(index, height, width), format="rgb24")
             frame.pts = p
-            for packet in stream.encode(frame):
-                out.mux(packet)
+            if ticks_per_frame != 1:
+                frame.time_base = 1 / tick_rate
+            mux_video(stream.encode(frame))
             if sound is not None:
-                write_audio_until((p + 1) / fps)
-        for packet in stream.encode(None):
-            out.mux(packet)
+                write_audio_until(float((p + ticks_per_frame) / tick_rate))
+        mux_video(stream.encode(None))
         if sound is not None:
             write_audio_until(audio_seconds)
             for packet in sound.encode(None):
                 out.mux(packet)
-    return Clip(path, fps, np.asarray(pts, dtype=float) / fps, video_end, list(audio or []))
+    return Clip(path, float(fps), np.asarray(pts, dtype=float) / float(tick_rate), video_end, list(audio or []))
 
 
 def write_audio(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.checkpoints import load_model_and_processor
 from salmonn_o1.cli import main
 from salmonn_o1.data.synthetic.dataset import generate_item
@@ -15,7 +16,7 @@ from salmonn_o1.data.synthetic.render import frame_times
 from salmonn_o1.data.synthetic.timeline import COLOURS, SHAPES, SOUNDS
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.train.recipe import load_recipe
-from salmonn_o1_mini.perception import IGNORE, perception_targets, run_perception
+from salmonn_o1_mini.perception import perception_targets, run_perception
 
 # The recipe's recall circuit (window 5) needs the mini LLM's six heads: the tiny model goes without.
 TINY = ["model.source=tiny", "model.components=[]"]
@@ -36,8 +37,8 @@ def test_targets_follow_the_timeline_frame_by_frame_and_window_by_window():
     sound = timeline.sounds[0]
     window = int((sound.start + 0.1) / 0.2)  # a window whose centre lies inside the sound
     assert list(SOUNDS)[int(targets.sound[window]) - 1] == sound.kind
-    assert (targets.sound[int(np.ceil(timeline.duration / 0.2)) + 1:] == IGNORE).all()
-    assert (targets.sound[: int(timeline.duration / 0.2)] != IGNORE).all()
+    assert (targets.sound[int(np.ceil(timeline.duration / 0.2)) + 1:] == IGNORE_INDEX).all()
+    assert (targets.sound[: int(timeline.duration / 0.2)] != IGNORE_INDEX).all()
 
 
 def test_pretraining_lowers_the_perception_loss_and_leaves_the_llm_alone(tmp_path):

@@ -8,6 +8,7 @@ from salmonn_o1.config import tiny_config, video_salmonn_o1_7b_config
 from salmonn_o1.errors import CheckpointError
 from salmonn_o1.release.config import (
     EXTENSION_FIELD,
+    RELEASE_BEHAVIOUR,
     ReleaseConfigError,
     is_release_config,
     native_to_release,
@@ -44,7 +45,8 @@ def test_a_released_config_without_our_extra_field_means_the_released_model():
     del raw[EXTENSION_FIELD]
     for name in ("mm_spatial_pool_stride", "second_per_window", "use_final_linear", "mm_projector_type"):
         del raw[name]  # absent fields take the release's inference defaults
-    assert comparable(release_to_native(raw)) == comparable(video_salmonn_o1_7b_config())
+    # ... and the release's media rules and prompt wording, where ours differ
+    assert comparable(release_to_native(raw)) == comparable(video_salmonn_o1_7b_config(**RELEASE_BEHAVIOUR))
 
 
 def test_tiny_config_round_trips_and_fields_we_do_not_read_come_back(tmp_path):
@@ -61,13 +63,9 @@ def test_tiny_config_round_trips_and_fields_we_do_not_read_come_back(tmp_path):
 
 @pytest.mark.parametrize("field, value", [
     ("mm_projector_type", "linear"),
-    ("mm_newline_position", "frame"),
-    ("mm_spatial_pool_mode", "bilinear"),
     ("mm_vision_select_feature", "cls_patch"),
     ("mm_patch_merge_type", "flat"),
-    ("mm_pooling_position", "after"),
     ("mm_vision_select_layer", 0),
-    ("mm_spatial_pool_stride", "2"),
     ("mm_hidden_size", 1024),
     ("mm_use_im_start_end", True),
     ("second_stride", 0.1),
@@ -109,3 +107,56 @@ def test_unknown_fields_are_reported_but_do_not_block(caplog):
 def test_our_settings_the_release_cannot_run_are_refused_by_name(override, field):
     with pytest.raises(ReleaseConfigError, match=field):
         native_to_release(video_salmonn_o1_7b_config(**override))
+
+
+OVERWRITTEN = [
+    ("mm_newline_position", "frame"),
+    ("mm_spatial_pool_mode", "bilinear"),
+    ("mm_spatial_pool_mode", "average"),
+    ("mm_pooling_position", "after"),
+    ("mm_spatial_pool_stride", "2"),
+    ("mm_spatial_pool_stride", 3),
+    ("modality_max_length", "{'video': 4096}"),
+]
+
+
+@pytest.mark.parametrize("field, value", OVERWRITTEN)
+def test_fields_the_released_inference_script_overwrites_take_its_values(field, value, caplog):
+    """The release builds the model with its command-line values for these, whatever config.json says."""
+    raw = native_to_release(video_salmonn_o1_7b_config())
+    del raw[EXTENSION_FIELD]
+    raw[field] = value
+    with caplog.at_level(logging.WARNING):
+        ours = release_to_native(raw)
+    assert (ours.spatial_pool_mode, ours.spatial_pool_stride) == ("max", 2)
+    assert field in caplog.text and "release_overrides" in caplog.text
+    assert native_to_release(ours)[field] == value  # kept verbatim for the way back
+
+
+@pytest.mark.parametrize("field, value", [
+    ("mm_newline_position", "frame"), ("mm_spatial_pool_mode", "bilinear"), ("mm_pooling_position", "after"),
+    ("mm_spatial_pool_stride", "2"), ("mm_spatial_pool_stride", 0), ("modality_max_length", "{'video': 4096}"),
+    ("mm_projector_type", "mlp2x_gelu"),
+])
+def test_overrides_we_cannot_run_are_refused_by_name(field, value):
+    raw = native_to_release(video_salmonn_o1_7b_config())
+    with pytest.raises(ReleaseConfigError, match=field):
+        release_to_native(raw, release_overrides={field: value})
+
+
+def test_overrides_win_over_the_release_and_over_our_converters_record():
+    raw = native_to_release(video_salmonn_o1_7b_config(spatial_pool_stride=3))
+    assert release_to_native(raw).spatial_pool_stride == 3  # a model we converted keeps its pooling
+    del raw[EXTENSION_FIELD]
+    assert release_to_native(raw).spatial_pool_stride == 2
+    ours = release_to_native(raw, release_overrides={"mm_spatial_pool_stride": 3, "mm_spatial_pool_mode": "average"})
+    assert (ours.spatial_pool_stride, ours.spatial_pool_mode) == (3, "average")
+
+
+def test_the_qformer_reads_the_whisper_width_as_the_release_builds_it():
+    whisper = video_salmonn_o1_7b_config().audio_config.to_dict()
+    whisper["d_model"] = 1024
+    raw = native_to_release(video_salmonn_o1_7b_config())
+    del raw[EXTENSION_FIELD]
+    ours = release_to_native(raw, audio_config=whisper)
+    assert ours.qformer_config.encoder_hidden_size == 1024 and ours.qformer_config.hidden_size == 768

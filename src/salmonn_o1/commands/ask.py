@@ -39,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--quiet", action="store_true",
                         help="no note about the default model and no loading progress bars")
+    parser.add_argument("--prompt", default=None, metavar="{release,step-marked}|TEXT",
+                        help="reasoning instruction: 'release' (the released model's demos), 'step-marked' "
+                             "(ours, asks for <end_of_step> after each step) or the text itself "
+                             "(default: the one the model's config.json names)")
     add_model_arguments(parser)
     add_generation_arguments(parser)
     parser.set_defaults(func=run)
@@ -164,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and not args.quiet:
         print(DEFAULT_MODEL_NOTE, file=sys.stderr)
     pipeline = load_pipeline(args)  # --quiet: without the loading bars
+    if args.prompt is not None:
+        pipeline.prompt = args.prompt
     try:
         features = pipeline.features(args.media)
     except FileNotFoundError as error:

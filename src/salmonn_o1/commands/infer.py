@@ -15,14 +15,24 @@ from salmonn_o1.commands.common import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("infer", help="answer every item of a JSONL file (append-and-resume)")
-    parser.add_argument("--data", required=True, help="items JSONL (the toolkit's item schema)")
+    parser = subparsers.add_parser(
+        "infer",
+        help="answer every item of a JSONL file (append-and-resume)",
+        description="Answer every item of --data, appending one record per item to --out. Re-running resumes: "
+        "items already in --out are skipped, unreadable lines of --out are moved to a side file (never deleted), "
+        "and a second run on the same --out is refused while the first holds its lock.",
+    )
+    parser.add_argument("--data", required=True, help="items JSONL (the toolkit's item schema; 'answer' optional)")
     parser.add_argument("--items-format", choices=["items", "rivabench", "videomme", "nextqa", "demo"],
                         default="items", help="read --data with a benchmark loader (docs/evaluation.md); its items "
                         "are written to OUT's name with .items.jsonl, for `eval --items` (default: items JSONL)")
     parser.add_argument("--out", required=True, help="predictions JSONL (appended; re-running resumes)")
     parser.add_argument("--batch-size", type=int_at_least(1), default=1)
     parser.add_argument("--num-workers", type=int_at_least(0), default=0, help="DataLoader workers decoding media")
+    parser.add_argument("--retry-errors", action="store_true",
+                        help="compute again the items whose earlier record is an error (kept and skipped by default)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out instead of resuming it (also a file that is not a predictions file)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_arguments(parser)
     add_generation_arguments(parser)
@@ -30,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from salmonn_o1.batch_inference import merge_parts, run_inference
+    from salmonn_o1.batch_inference import OutputLock, merge_parts, prepare_output, run_inference
     from salmonn_o1.data.schema import read_items
+    from salmonn_o1.errors import DataError, SalmonnError
 
     if args.items_format != "items":
         args.data = str(benchmark_items(args.data, args.items_format, args.out))
@@ -48,17 +59,41 @@ def run(args: argparse.Namespace) -> int:
         rank, world_size = state.process_index, state.num_processes
         if args.device == "auto" and state.device.type == "cuda":
             args.device = str(state.device)
-    pipeline = load_pipeline(args)
-    generation = generation_kwargs(args)
-    summary = run_inference(
-        args.data, args.out, pipeline, batch_size=args.batch_size, num_workers=args.num_workers,
-        reasoning=not args.no_reasoning, generation=generation, rank=rank, world_size=world_size,
-        progress=not args.quiet,
-    )
+    # The main process locks and prepares the output before any model is loaded; the
+    # other processes learn its verdict, so a refused run stops everywhere.
+    lock = OutputLock(args.out) if rank == 0 else None
+    problem: SalmonnError | None = None
+    if lock is not None:
+        try:
+            lock.acquire()
+            prepare_output(args.out, args.data, overwrite=args.overwrite, retry_errors=args.retry_errors)
+        except SalmonnError as error:
+            problem = error
     if state is not None:
-        state.wait_for_everyone()
-        if state.is_main_process:
-            merge_parts(args.out, world_size)
+        from accelerate.utils import broadcast_object_list
+
+        verdict = broadcast_object_list([str(problem) if problem is not None else None], from_process=0)[0]
+        if verdict is not None and problem is None:
+            problem = DataError(verdict)
+    if problem is not None:
+        if lock is not None:
+            lock.release()
+        raise problem
+    try:
+        pipeline = load_pipeline(args)
+        generation = generation_kwargs(args)
+        summary = run_inference(
+            args.data, args.out, pipeline, batch_size=args.batch_size, num_workers=args.num_workers,
+            reasoning=not args.no_reasoning, generation=generation, rank=rank, world_size=world_size,
+            progress=not args.quiet, retry_errors=args.retry_errors,
+        )
+        if state is not None:
+            state.wait_for_everyone()
+            if state.is_main_process:
+                merge_parts(args.out, world_size)
+    finally:
+        if lock is not None:
+            lock.release()
     print(f"infer{f' [{rank}]' if world_size > 1 else ''}: {summary}")
     return 0
 

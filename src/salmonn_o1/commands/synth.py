@@ -10,7 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "synth",
         help="generate AVR-Synth audio-visual reasoning clips (mp4 + items.jsonl)",
         description="Write clips START..START+N-1 of a split to OUT/videos/*.mp4 and OUT/items.jsonl. "
-        "Clips already written are skipped, so re-running resumes.",
+        "Clips already written are skipped, so re-running resumes; the generation settings are recorded in "
+        "OUT/synth_settings.json and a rerun with other settings is refused (it would pair new questions "
+        "with the old clips).",
     )
     parser.add_argument("--split", choices=["train", "dev", "test"], default="test")
     parser.add_argument("--n", type=int, default=500, help="number of clips (default 500)")

@@ -11,7 +11,9 @@ Item line (one JSON object per line)::
      "video": "videos/avr-test-000042.mp4",  # relative paths resolve against the file's folder; null allowed
      "question": "What was on screen when the high tone played?",
      "options": ["a red square", "a blue circle", ...],   # texts WITHOUT letters; [] for YES/NO and open
-     "answer": "B",                    # a letter A.. within range of options, or "YES"/"NO", or free text
+     "answer": "B",                    # a letter A.. within range of options, or "YES"/"NO", or free text;
+                                       # optional (or null): an unlabelled item, which `infer` answers and
+                                       # `eval` skips and counts; training and pDPO need it
      "steps": ["The high tone plays from 3.0 s to 4.0 s.", ...],  # optional; no numbering, no final
                                        # "The answer is X." step (prompts.format_steps adds it)
      "category": "cross_modal_alignment",
@@ -42,7 +44,7 @@ AnswerKind = Literal["choice", "yes_no", "open"]
 YES_NO = ("YES", "NO")
 MAX_OPTIONS = len(prompts.OPTION_LETTERS)
 
-_REQUIRED = ("id", "question", "answer")
+_REQUIRED = ("id", "question")
 
 
 @dataclass
@@ -53,11 +55,16 @@ class Item:
     video: str | None
     question: str
     options: list[str] = field(default_factory=list)
-    answer: str = ""
+    answer: str = ""  # "" for an unlabelled item (no gold answer)
     steps: list[str] | None = None
     category: str = ""
     source: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the item has a gold answer (unlabelled items are answered, not scored)."""
+        return bool(self.answer)
 
     @property
     def kind(self) -> AnswerKind:
@@ -84,8 +91,9 @@ class Item:
             "video": self.video,
             "question": self.question,
             "options": list(self.options),
-            "answer": self.answer,
         }
+        if self.labelled:
+            record["answer"] = self.answer
         if self.steps is not None:
             record["steps"] = list(self.steps)
         record["category"] = self.category
@@ -151,11 +159,16 @@ def validate_question(question: str, options: list[str] | None, where: str | Non
         raise DataError(f"{where}{options_name} has duplicate option texts")
 
 
-def validate_item(item: Item, where: str) -> None:
-    """Raise DataError (prefixed by `where`, e.g. "items.jsonl line 3") for an inconsistent item."""
+def validate_item(item: Item, where: str, require_answer: bool = True) -> None:
+    """Raise DataError (prefixed by `where`, e.g. "items.jsonl line 3") for an inconsistent item.
+
+    An item without a gold answer passes when `require_answer` is False (unlabelled data to answer).
+    """
     if not item.id:
         raise DataError(f"{where}: field 'id' is empty")
     validate_question(item.question, item.options, where)
+    if not item.labelled and not require_answer:
+        return
     if item.options:
         if len(item.answer) != 1 or item.answer not in item.letters:
             raise DataError(
@@ -166,14 +179,26 @@ def validate_item(item: Item, where: str) -> None:
         raise DataError(f"{where}: field 'answer' is empty")
 
 
-def item_from_dict(record: Any, where: str, base_dir: Path | None = None) -> Item:
-    """Build and validate an Item from a parsed JSON object; relative video paths resolve against base_dir."""
+def item_from_dict(record: Any, where: str, base_dir: Path | None = None, require_answer: bool = False) -> Item:
+    """Build and validate an Item from a parsed JSON object; relative video paths resolve against base_dir.
+
+    A missing or null 'answer' makes an unlabelled item, refused when `require_answer`
+    (training and pDPO); an empty string is an error either way, since it is more
+    likely a conversion bug than a statement that the answer is unknown.
+    """
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     for name in _REQUIRED:
         if name not in record:
             raise DataError(f"{where}: missing field '{name}'")
-    for name in ("id", "question", "answer"):
+    answer = record.get("answer")
+    if answer is None and require_answer:
+        raise DataError(f"{where}: missing field 'answer' (a gold answer is needed here)")
+    if answer is not None and not isinstance(answer, str):
+        raise DataError(f"{where}: field 'answer' must be a string, got {type(answer).__name__}")
+    if answer is not None and not answer.strip():
+        raise DataError(f"{where}: field 'answer' is empty (leave it out for an unlabelled item)")
+    for name in ("id", "question"):
         if not isinstance(record[name], str):
             raise DataError(f"{where}: field '{name}' must be a string, got {type(record[name]).__name__}")
     options = record.get("options") or []
@@ -195,7 +220,7 @@ def item_from_dict(record: Any, where: str, base_dir: Path | None = None) -> Ite
         video=video,
         question=record["question"],
         options=list(options),
-        answer=record["answer"].strip(),
+        answer=(answer or "").strip(),
         steps=list(steps) if steps is not None else None,
         category=str(record.get("category") or ""),
         source=str(record.get("source") or ""),
@@ -203,7 +228,7 @@ def item_from_dict(record: Any, where: str, base_dir: Path | None = None) -> Ite
     )
     if item.kind == "yes_no":
         item.answer = item.answer.upper()
-    validate_item(item, where)
+    validate_item(item, where, require_answer=require_answer)
     return item
 
 
@@ -228,14 +253,17 @@ def _json_lines(path: Path) -> Iterable[tuple[int, Any]]:
                 raise DataError(f"{path} line {number}: invalid JSON ({error.msg})") from None
 
 
-def read_items(path: str | Path) -> list[Item]:
-    """All items of a JSONL file, validated; duplicate ids are an error."""
+def read_items(path: str | Path, require_answer: bool = False) -> list[Item]:
+    """All items of a JSONL file, validated; duplicate ids are an error.
+
+    Items without a gold answer are accepted unless `require_answer` (for training data).
+    """
     path = Path(path)
     items: list[Item] = []
     seen: dict[str, int] = {}
     for number, record in _json_lines(path):
         where = f"{path} line {number}"
-        item = item_from_dict(record, where, base_dir=path.parent)
+        item = item_from_dict(record, where, base_dir=path.parent, require_answer=require_answer)
         if item.id in seen:
             raise DataError(f"{where}: field 'id' {item.id!r} duplicates line {seen[item.id]}")
         seen[item.id] = number

@@ -64,6 +64,7 @@ class Detection:
 class Scores:
     items: list[ItemScore]
     unknown_ids: list[str] = field(default_factory=list)
+    unlabelled_ids: list[str] = field(default_factory=list)  # items without a gold answer: not scored
 
     @property
     def by_id(self) -> dict[str, ItemScore]:
@@ -146,11 +147,12 @@ def score_item(item: Item, prediction: Prediction | None, mode: Mode = "answer",
 def score_predictions(
     items: list[Item], predictions: dict[str, Prediction], mode: Mode = "answer", by: str = "category"
 ) -> Scores:
-    """Every item scored (missing ones as wrong); prediction ids with no item are listed."""
+    """Every labelled item scored (missing ones as wrong); prediction ids with no item are listed,
+    and so are the items without a gold answer, which have nothing to be scored against."""
     if mode not in ("answer", "reasoning"):
         raise ValueError(f"mode must be 'answer' or 'reasoning', got {mode!r}")
     key = group_key(by)
     known = {item.id for item in items}
-    scores = [score_item(item, predictions.get(item.id), mode, key(item)) for item in items]
+    scores = [score_item(item, predictions.get(item.id), mode, key(item)) for item in items if item.labelled]
     unknown = sorted(pid for pid in predictions if pid not in known)
-    return Scores(scores, unknown)
+    return Scores(scores, unknown, [item.id for item in items if not item.labelled])

@@ -33,6 +33,7 @@ class EvalReport:
     scores: list[ItemScore]
     unknown_ids: list[str]
     detection: Detection | None = None
+    unlabelled_ids: list[str] = field(default_factory=list)  # items without a gold answer, not scored
     other_label: str | None = None
     other_overall: Accuracy | None = None
     other_groups: dict[str, Accuracy] = field(default_factory=dict)
@@ -56,7 +57,8 @@ def evaluate(
 ) -> EvalReport:
     """Score `predictions` (and optionally compare `other` against it, paired by item)."""
     scored = score_predictions(items, predictions, mode, by)
-    yes_no = [s for s, item in zip(scored.items, items) if item.kind == "yes_no"]
+    labelled = [item for item in items if item.labelled]
+    yes_no = [s for s, item in zip(scored.items, labelled) if item.kind == "yes_no"]
     detection = detection_metrics([s.gold for s in yes_no], [s.predicted for s in yes_no]) if yes_no else None
     report = EvalReport(
         mode=mode,
@@ -67,6 +69,7 @@ def evaluate(
         scores=scored.items,
         unknown_ids=scored.unknown_ids,
         detection=detection,
+        unlabelled_ids=scored.unlabelled_ids,
     )
     if other is not None:
         other_scored = score_predictions(items, other, mode, by).items
@@ -146,6 +149,11 @@ def to_markdown(report: EvalReport) -> str:
             lines.append(f"- `{score.id}`" + (f": {snippet}" if snippet else ""))
         if len(listed) > MAX_LISTED:
             lines.append(f"- ... and {len(listed) - MAX_LISTED} more")
+    if report.unlabelled_ids:
+        lines += ["", f"## Unlabelled items (no gold answer; not scored): {len(report.unlabelled_ids)}", ""]
+        lines += [f"- `{iid}`" for iid in report.unlabelled_ids[:MAX_LISTED]]
+        if len(report.unlabelled_ids) > MAX_LISTED:
+            lines.append(f"- ... and {len(report.unlabelled_ids) - MAX_LISTED} more")
     if report.unknown_ids:
         lines += ["", f"## Prediction ids not in the items file: {len(report.unknown_ids)}", ""]
         lines += [f"- `{pid}`" for pid in report.unknown_ids[:MAX_LISTED]]
@@ -170,6 +178,7 @@ def to_json(report: EvalReport) -> dict[str, Any]:
         "missing": [s.id for s in report.with_status("missing")],
         "errors": [s.id for s in report.with_status("error")],
         "unknown_ids": report.unknown_ids,
+        "unlabelled": report.unlabelled_ids,
         "items": [
             {"id": s.id, "group": s.group, "gold": s.gold, "predicted": s.predicted, "correct": s.correct, "status": s.status}
             for s in report.scores

@@ -13,6 +13,10 @@ Two modes (docs/released-model.md):
 - "aligned": each frame gets the audio tokens whose window starts inside the
   frame's time span [t_f, t_{f+1}) (the first frame also takes anything
   before it), and tokens of the zero padding after the media's end are dropped.
+
+A video of one frame with `frame_as_image` (the release's `single_frame_as_image`)
+takes the release's image branch instead: the frame's pooled grid row by row
+without the per-row newlines, then one newline, and no audio or time tokens.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class MediaSpec:
     """What one sample's media looks like, as far as the layout is concerned.
 
     kind: "video", "image", "audio" or "none".
+    frame_as_image: a one-frame video laid out as the release's image branch (grid + 1 newline).
     num_frames / tokens_per_frame: visual tokens are (num_frames, tokens_per_frame).
     num_audio_tokens: all audio tokens the encoder produced (chunks x tokens per chunk).
     duration: seconds of media. frame_times: one timestamp per frame (seconds).
@@ -47,6 +52,23 @@ class MediaSpec:
     time_tokens: bool = False
     time_tokens_per_frame: int = 1
     mode: str = "aligned"
+    frame_as_image: bool = False
+
+
+def nearest_indices(input_size: int, output_size: int) -> np.ndarray:
+    """Source index of each output position of torch's `F.interpolate(mode="nearest")`, bit for bit.
+
+    torch computes floor(float32(j) * float32(in / out)) in single precision (with exact shortcuts
+    for out == in and out == 2 * in), so for long inputs (over 150 chunks into 60 frames) a few
+    indices are one off the exact floor(j * in / out); the release stretched its audio with it.
+    """
+    if output_size == input_size:
+        return np.arange(output_size)
+    if output_size == 2 * input_size:
+        return np.arange(output_size) >> 1
+    scale = np.float32(input_size) / np.float32(output_size)
+    source = np.floor(np.arange(output_size, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(source, input_size - 1)
 
 
 def _release_frame_audio(num_audio: int, num_frames: int, duration: float) -> tuple[list[np.ndarray], np.ndarray]:
@@ -56,7 +78,7 @@ def _release_frame_audio(num_audio: int, num_frames: int, duration: float) -> tu
     if front == 0:
         return [np.zeros(0, dtype=np.int64)] * num_frames, back
     size = front if front % num_frames == 0 else front + num_frames - front % num_frames
-    stretched = (np.arange(size) * front) // size  # nearest-neighbour: out j <- in floor(j * len / size)
+    stretched = nearest_indices(front, size)
     per_frame = size // num_frames
     return [stretched[f * per_frame:(f + 1) * per_frame] for f in range(num_frames)], back
 
@@ -78,6 +100,14 @@ def _plan(spec: MediaSpec) -> np.ndarray:
     time_offset = visual_total + spec.num_audio_tokens
     if spec.kind == "none":
         return np.zeros(0, dtype=np.int64)
+    if spec.frame_as_image:
+        # The frame's tokens are rows of (grid + newline): keep each row's grid, then the last newline.
+        grid = (math.isqrt(4 * spec.tokens_per_frame + 1) - 1) // 2  # tokens_per_frame = g * (g + 1)
+        row = grid + 1
+        if grid * row != spec.tokens_per_frame or spec.num_frames != 1:
+            raise ValueError(f"frame_as_image needs one frame of g * (g + 1) tokens, got {spec}")
+        cells = (np.arange(grid)[:, None] * row + np.arange(grid)[None, :]).reshape(-1)
+        return np.concatenate([cells, [spec.tokens_per_frame - 1]]).astype(np.int64)
     if spec.kind == "audio":
         if spec.mode == "release":
             return np.arange(spec.num_audio_tokens) + audio_offset
@@ -121,10 +151,23 @@ def spec_for(
     num_chunks: int = 0,
     duration: float = 0.0,
     frame_times: tuple[float, ...] = (),
+    frame_as_image: bool = False,
 ) -> MediaSpec:
-    """The MediaSpec of one sample under a model config (shared by processor and model)."""
+    """The MediaSpec of one sample under a model config (shared by processor and model).
+
+    frame_as_image: a one-frame video in the release's image branch (the processor decides,
+    from `config.single_frame_as_image`, and then featurises no audio).
+    """
     if kind == "none":
         return MediaSpec(kind="none")
+    if frame_as_image:
+        if kind != "video" or num_frames != 1:
+            raise ValueError(f"only a one-frame video can take the image branch (got {kind}, {num_frames} frames)")
+        return MediaSpec(
+            kind="video", num_frames=1, tokens_per_frame=config.video_tokens_per_frame, duration=float(duration),
+            frame_times=tuple(float(t) for t in frame_times), audio_tokens_per_second=config.audio_tokens_per_second,
+            mode=config.interleave_mode, frame_as_image=True,
+        )
     tokens_per_frame = config.image_tokens if kind == "image" else config.video_tokens_per_frame
     time_tokens = bool(config.time_tokens) and kind != "audio"
     return MediaSpec(

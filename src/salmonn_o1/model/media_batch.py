@@ -34,13 +34,17 @@ class MediaFeatures:
 
     @classmethod
     def build(cls, config, kind: str, pixel_values: torch.Tensor | None, input_features: torch.Tensor | None,
-              frame_times: torch.Tensor, duration: float, has_audio: bool = True) -> MediaFeatures:
-        """Features plus the spec `config` gives them (the one place a spec is made)."""
+              frame_times: torch.Tensor, duration: float, has_audio: bool = True,
+              frame_as_image: bool = False) -> MediaFeatures:
+        """Features plus the spec `config` gives them (the one place a spec is made).
+
+        frame_as_image: a one-frame video laid out as the release's image branch (no audio).
+        """
         spec = spec_for(
             config, kind,
             num_frames=0 if pixel_values is None else pixel_values.shape[0],
             num_chunks=0 if input_features is None else input_features.shape[0],
-            duration=duration, frame_times=tuple(frame_times.tolist()),
+            duration=duration, frame_times=tuple(frame_times.tolist()), frame_as_image=frame_as_image,
         )
         return cls(kind, pixel_values, input_features, frame_times, float(duration), spec, has_audio)
 

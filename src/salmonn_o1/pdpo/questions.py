@@ -51,7 +51,7 @@ class PDPOQuestion:
 def file_questions(path: str | Path) -> list[PDPOQuestion]:
     """Items of a JSONL file (toolkit schema); their videos are decoded when needed."""
     return [PDPOQuestion(item.id, item.question, list(item.options), item.answer, path_ref(item.video))
-            for item in read_items(path)]
+            for item in read_items(path, require_answer=True)]
 
 
 def load_questions(spec: dict[str, Any] | None, processor, where: str = "pdpo.questions") -> list[PDPOQuestion]:

@@ -7,10 +7,19 @@ field name. Audio settings were constructor arguments in the release
 (`num_speech_query_token`, `second_per_window`, `use_final_linear`...); they
 are read from `config.json` when present, else take the release's defaults.
 
+The release's inference script overwrites five multimodal fields of
+`config.json` with its own command-line values before building the model
+(`RELEASE_INFERENCE`): a released-layout checkpoint runs with those, whatever
+its `config.json` says, unless the caller overrides them by name
+(`release_overrides`). Our media rules where the release differs (frame
+sampling, duration, audio padding, single-frame clips) and the reasoning
+prompt take the release's values (`RELEASE_BEHAVIOUR`).
+
 The released `config.json` does not describe SigLIP, Whisper or the Q-Former
 (the release loads them from their own checkpoints and `bert-base-uncased`):
 their shapes come from those checkpoints' configs, else from the released
-model's (`video_salmonn_o1_7b_config`). When we write a released layout we add
+model's (`video_salmonn_o1_7b_config`); the Q-Former's encoder width is the
+Whisper width, as the release builds it. When we write a released layout we add
 one extra field, `salmonn_o1`, holding those sub-configs and our settings that
 have no released name, so our own conversions round-trip exactly; the
 released code ignores unknown fields.
@@ -62,8 +71,8 @@ IGNORED_FIELDS = {
     "whisper_path": "where Whisper is loaded from (used when the checkpoint lacks its weights)",
     "vision_tower_pretrained": "training-time path",
     "mm_use_im_patch_token": "the release sets it False",
-    "mm_tunable_parts": "training only",
-    "unfreeze_mm_vision_tower": "training only",
+    "mm_tunable_parts": "read by the loader: naming mm_vision_tower keeps the checkpoint's SigLIP copy",
+    "unfreeze_mm_vision_tower": "read by the loader: true keeps the checkpoint's SigLIP copy",
     "mm_projector_lr": "training only",
     "mm_vision_tower_lr": "training only",
     "use_mm_proj": "the release sets it True",
@@ -73,7 +82,11 @@ IGNORED_FIELDS = {
     "image_split_resolution": "still images only",
     "tokenizer_padding_side": "our processor pads",
     "tokenizer_model_max_length": "the release truncates at 32768 tokens; we do not truncate",
-    "modality_max_length": "the release sets it to 'None'",
+    "modality_max_length": "overwritten by the released inference script (see RELEASE_INFERENCE)",
+    "mm_spatial_pool_mode": "overwritten by the released inference script (see RELEASE_INFERENCE)",
+    "mm_spatial_pool_stride": "overwritten by the released inference script (see RELEASE_INFERENCE)",
+    "mm_newline_position": "overwritten by the released inference script (see RELEASE_INFERENCE)",
+    "mm_pooling_position": "overwritten by the released inference script (see RELEASE_INFERENCE)",
     "multi_frame_projector": "the release overwrites it with False",
     "multi_frame_num": "the release overwrites it",
     "mf_split_init": "the release overwrites it with False",
@@ -96,10 +109,29 @@ IGNORED_FIELDS = {
     "salmonn_path": "an extra state dict the release can load; merge it into the checkpoint instead",
 }
 
-# Our settings with no released name: carried in the `salmonn_o1` field.
+# The values the released inference script writes over config.json's before building the model
+# (its command-line defaults; run_inference.sh passes none of them). `release_overrides` may replace them.
+RELEASE_INFERENCE = {
+    "mm_spatial_pool_mode": "max",
+    "mm_spatial_pool_stride": 2,
+    "mm_newline_position": "grid",
+    "mm_pooling_position": "before",
+    "modality_max_length": "None",
+}
+# Where the release behaves otherwise than our own models, the release's choice (config field -> value).
+RELEASE_BEHAVIOUR = {
+    "frame_sampling": "index",
+    "duration_source": "frames",
+    "pad_audio_to_video": False,
+    "single_frame_as_image": True,
+    "reasoning_prompt": "release",
+}
+
+# Our settings with no released name: carried in the `salmonn_o1` field (so our conversions keep them).
 EXTENSION_SETTINGS = (
     "frames_per_second", "max_frames", "sampling_rate", "audio_chunk_seconds", "audio_min_seconds",
     "max_audio_chunks", "media_token_id", "initializer_range", "freeze_vision_tower", "freeze_audio_encoder",
+    "spatial_pool_mode", "spatial_pool_stride", *RELEASE_BEHAVIOUR,
 )
 EXTENSION_SUBCONFIGS = {"vision_config": SiglipVisionConfig, "audio_config": WhisperConfig,
                         "qformer_config": Blip2QFormerConfig}
@@ -123,7 +155,59 @@ def _get(raw: dict, name: str, default: Any, kind: type | tuple[type, ...]) -> A
 
 def release_defaults() -> SalmonnO1Config:
     """The released model's settings and shapes: what a field left out of config.json means."""
-    return video_salmonn_o1_7b_config()
+    return video_salmonn_o1_7b_config(**RELEASE_BEHAVIOUR)
+
+
+def uses_checkpoint_vision_tower(raw: dict) -> bool:
+    """Whether the release keeps the checkpoint's SigLIP weights.
+
+    It loads SigLIP while building the model (so the checkpoint's copy then
+    overwrites it) only when `unfreeze_mm_vision_tower` is set or
+    `mm_tunable_parts` names `mm_vision_tower`; otherwise the checkpoint's
+    copy is dropped and the published SigLIP from `mm_vision_tower` is used.
+    """
+    if raw.get("unfreeze_mm_vision_tower"):
+        return True
+    parts = raw.get("mm_tunable_parts")
+    if isinstance(parts, str):
+        return "mm_vision_tower" in parts
+    return isinstance(parts, (list, tuple)) and "mm_vision_tower" in parts
+
+
+_RELEASED = "the released inference settings"
+
+
+def _inference_settings(raw: dict, extension: dict, overrides: dict | None) -> dict[str, Any]:
+    """The five fields the release overwrites: its values, our converter's record, or the caller's."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(RELEASE_INFERENCE))
+    if unknown:
+        raise ReleaseConfigError(f"release_overrides {unknown}: only {', '.join(RELEASE_INFERENCE)} can be set")
+    settings = dict(RELEASE_INFERENCE)
+    where = dict.fromkeys(settings, _RELEASED)
+    for ours, theirs in (("spatial_pool_mode", "mm_spatial_pool_mode"),
+                         ("spatial_pool_stride", "mm_spatial_pool_stride")):
+        if ours in extension:  # a model we converted keeps its own pooling
+            settings[theirs], where[theirs] = extension[ours], f"config.json {EXTENSION_FIELD}.{ours}"
+    settings.update(overrides)
+    where.update(dict.fromkeys(overrides, "release_overrides"))
+    for name, allowed, why in (
+        ("mm_newline_position", ("grid",), "only 'grid' interleaves audio with the frames"),
+        ("mm_pooling_position", ("before",), "frames are pooled before the projector"),
+        ("mm_spatial_pool_mode", ("max", "average"), "choose max or average"),
+        ("modality_max_length", ("None", None), "we do not truncate media per modality"),
+    ):
+        if settings[name] not in allowed:
+            raise ReleaseConfigError(f"{where[name]}: {name}={settings[name]!r}: {why}")
+    stride = settings["mm_spatial_pool_stride"]
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ReleaseConfigError(f"{where['mm_spatial_pool_stride']}: mm_spatial_pool_stride={stride!r}: "
+                                 "must be a positive integer")
+    for name, value in settings.items():
+        if name in raw and raw[name] != value and where[name] == _RELEASED:
+            logger.warning("config.json %s=%r is not used: the released inference script runs with %r "
+                           "(pass release_overrides={%r: %r} to use it)", name, raw[name], value, name, raw[name])
+    return settings
 
 
 def is_release_config(raw: dict) -> bool:
@@ -139,12 +223,16 @@ def release_to_native(
     vision_config: SiglipVisionConfig | dict | None = None,
     audio_config: WhisperConfig | dict | None = None,
     media_token_id: int | None = None,
+    release_overrides: dict | None = None,
 ) -> SalmonnO1Config:
     """Our config for a released config.json.
 
     vision_config / audio_config: from the SigLIP / Whisper checkpoints when
     they are loaded separately (win over the `salmonn_o1` field and the
     released defaults). media_token_id: the tokenizer's `<image>` id.
+    release_overrides: values for the fields the released inference script
+    overwrites (`RELEASE_INFERENCE`, by their config.json names), for a user
+    who wants config.json's or other values instead of the release's.
     """
     model_type = raw.get("model_type")
     if model_type not in RELEASE_MODEL_TYPES:
@@ -165,6 +253,8 @@ def release_to_native(
         subconfigs[name] = config_class.from_dict(given) if isinstance(given, dict) else given
     vision = subconfigs["vision_config"]
     vision.vision_use_head = False
+    # The release builds the Q-Former's cross-attention for the Whisper it loaded (its d_model).
+    subconfigs["qformer_config"].encoder_hidden_size = subconfigs["audio_config"].d_model
 
     # --- visual branch ---
     projector = _get(raw, "mm_projector_type", "mlp2x_gelu", str)
@@ -177,23 +267,14 @@ def release_to_native(
     depth = vision.num_hidden_layers
     if select_layer == 0 or not -depth <= select_layer <= depth:
         raise _reject("mm_vision_select_layer", select_layer, f"must pick one of the {depth} SigLIP layers")
-    for name, allowed, why in (
-        ("mm_vision_select_feature", ("patch",), "only patch features (no CLS token) are supported"),
-        ("mm_newline_position", ("grid",), "only 'grid' interleaves audio with the frames"),
-        ("mm_pooling_position", ("before",), "frames are pooled before the projector"),
-    ):
-        value = _get(raw, name, allowed[0], str)
-        if value not in allowed:
-            raise _reject(name, value, why)
+    feature = _get(raw, "mm_vision_select_feature", "patch", str)
+    if feature != "patch":
+        raise _reject("mm_vision_select_feature", feature, "only patch features (no CLS token) are supported")
     merge = _get(raw, "mm_patch_merge_type", "spatial_unpad", str)
     if "unpad" not in merge:
         raise _reject("mm_patch_merge_type", merge, "the release builds image_newline only for *unpad merge types")
-    pool_mode = _get(raw, "mm_spatial_pool_mode", "max", str)
-    if pool_mode not in ("max", "average"):
-        raise _reject("mm_spatial_pool_mode", pool_mode, "choose max or average")
-    pool_stride = _get(raw, "mm_spatial_pool_stride", 2, int)
-    if pool_stride < 1:
-        raise _reject("mm_spatial_pool_stride", pool_stride, "must be a positive integer")
+    inference = _inference_settings(raw, extension, release_overrides)
+    pool_mode, pool_stride = inference["mm_spatial_pool_mode"], inference["mm_spatial_pool_stride"]
     for name in ("mm_use_im_start_end", "replace_vision_tower"):
         if raw.get(name):
             raise _reject(name, raw[name], "not supported (the released model runs without it)")
@@ -221,7 +302,9 @@ def release_to_native(
     rope_theta = raw.get("rope_theta", (raw.get("rope_parameters") or {}).get("rope_theta", 10000.0))
     text = Qwen2Config(rope_theta=float(rope_theta), **text_kwargs)
 
-    settings = {name: extension[name] for name in EXTENSION_SETTINGS if name in extension}
+    settings = {**RELEASE_BEHAVIOUR, **{name: extension[name] for name in EXTENSION_SETTINGS if name in extension}}
+    settings.pop("spatial_pool_mode", None)  # decided above, with the overrides
+    settings.pop("spatial_pool_stride", None)
     if media_token_id is not None:
         settings["media_token_id"] = media_token_id
     known = set(IGNORED_FIELDS) | set(QWEN2_FIELDS) | _READ_FIELDS | {EXTENSION_FIELD}
@@ -262,8 +345,7 @@ _ABSENT = object()
 
 _READ_FIELDS = {
     "model_type", "rope_theta", "mm_projector_type", "mm_hidden_size", "mm_vision_select_layer",
-    "mm_vision_select_feature", "mm_newline_position", "mm_pooling_position", "mm_patch_merge_type",
-    "mm_spatial_pool_mode", "mm_spatial_pool_stride", "mm_use_im_start_end", "replace_vision_tower",
+    "mm_vision_select_feature", "mm_patch_merge_type", "mm_use_im_start_end", "replace_vision_tower",
     "use_speech_Qformer", "window_level_Qformer", "num_speech_query_token", "second_per_window", "second_stride",
     "use_final_linear",
 }
@@ -300,8 +382,12 @@ def native_to_release(config: SalmonnO1Config) -> dict:
         "use_final_linear": config.audio_final_mlp,
         **_WRITTEN_CONSTANTS,
     }
-    for name, value in (getattr(config, "release_fields", None) or {}).items():
+    kept = getattr(config, "release_fields", None) or {}
+    for name, value in kept.items():
         raw[name] = value  # fields carried over from the released config we came from
+    if "mm_tunable_parts" not in kept and "unfreeze_mm_vision_tower" not in kept:
+        # Without it the released code would drop the SigLIP weights we write (for the published ones).
+        raw["mm_tunable_parts"] = "mm_vision_tower,mm_mlp_adapter,mm_language_model"
     extension: dict[str, Any] = {name: getattr(config, name) for name in EXTENSION_SETTINGS}
     for name in EXTENSION_SUBCONFIGS:
         extension[name] = _subconfig_dict(getattr(config, name))

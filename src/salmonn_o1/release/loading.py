@@ -6,7 +6,10 @@ parameter's shape, cast and written in place, so host memory holds about one
 copy of the model plus one tensor (safetensors) or one memory-mapped shard
 (`.bin`). SigLIP and Whisper weights missing from the checkpoint come from
 their own checkpoints, as the release loads them; the checkpoint's copies
-win. LoRA adapters found in the checkpoint are merged into their base weights.
+win, except SigLIP's when `config.json` does not mark the vision tower as
+trained (`mm_tunable_parts` / `unfreeze_mm_vision_tower`): the release then
+uses the published SigLIP, and so do we. LoRA adapters found in the
+checkpoint are merged into their base weights.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from salmonn_o1.release.config import (
     EXTENSION_FIELD,
     is_release_config,
     release_to_native,
+    uses_checkpoint_vision_tower,
 )
 from salmonn_o1.release.keys import (
     RELEASE_RULES,
@@ -423,6 +427,7 @@ def load_release_model(
     media_token_id: int | None = None,
     attn_implementation: str | None = None,
     output_loading_info: bool = False,
+    release_overrides: dict | None = None,
     **unsupported,
 ):
     """`SalmonnO1ForConditionalGeneration` from a released-layout directory (or hub id).
@@ -434,6 +439,10 @@ def load_release_model(
     weights the main checkpoint lacks (default: the config's `mm_vision_tower`
     / `whisper_path`; the released encoders' shapes are built in).
     strict=False loads what fits and initialises the rest (see the report).
+    release_overrides: values for the config.json fields the released
+    inference script overwrites (`mm_spatial_pool_mode`,
+    `mm_spatial_pool_stride`, `mm_newline_position`, `mm_pooling_position`,
+    `modality_max_length`), which otherwise take the release's values.
     """
     for harmless in ("low_cpu_mem_usage", "trust_remote_code"):  # loading is always lazy; no remote code
         unsupported.pop(harmless, None)
@@ -463,15 +472,29 @@ def load_release_model(
     given = {"vision": siglip_path, "audio": whisper_path}
     encoders = {"vision": siglip_path or raw.get("mm_vision_tower") or DEFAULT_SIGLIP,
                 "audio": whisper_path or raw.get("whisper_path") or DEFAULT_WHISPER}
-    encoder_configs = {
-        kind: _encoder_config_for(reference, kind)
-        if given[kind] is not None or f"{kind}_config" not in written else None
-        for kind, reference in encoders.items()
-    }
+    published_siglip = not uses_checkpoint_vision_tower(raw)
+
+    def published_siglip_error(error: CheckpointError) -> CheckpointError:
+        return CheckpointError(
+            f"{directory}: config.json's mm_tunable_parts does not name mm_vision_tower (nor is "
+            "unfreeze_mm_vision_tower set), so the release ignores the checkpoint's SigLIP weights and uses the "
+            f"published SigLIP from {encoders['vision']}, which could not be read ({error}); pass siglip_path= "
+            f"(`--siglip` for convert) a local copy of {DEFAULT_SIGLIP}"
+        )
+
+    encoder_configs = {}
+    for kind, reference in encoders.items():
+        try:
+            encoder_configs[kind] = (_encoder_config_for(reference, kind)
+                                     if given[kind] is not None or f"{kind}_config" not in written else None)
+        except CheckpointError as error:
+            if kind != "vision" or not published_siglip:
+                raise
+            raise published_siglip_error(error) from error
     if media_token_id is None and _has_tokenizer(directory):
         media_token_id = int(load_release_tokenizer(directory).convert_tokens_to_ids(MEDIA_TOKEN))
     config = release_to_native(raw, vision_config=encoder_configs["vision"], audio_config=encoder_configs["audio"],
-                               media_token_id=media_token_id)
+                               media_token_id=media_token_id, release_overrides=release_overrides)
     config._name_or_path = str(directory)
     with init_empty_weights(include_buffers=False):
         model = SalmonnO1ForConditionalGeneration(config)
@@ -484,12 +507,23 @@ def load_release_model(
     if adapter is not None:
         with ShardReader(adapter) as shard:
             sources.append(_source("adapter", directory, RELEASE_RULES, layers, {adapter: shard.keys()}))
+    if published_siglip:
+        for source in sources:
+            for key in [key for key, native in source.mapping.mapped.items() if native.startswith("vision_tower.")]:
+                del source.mapping.mapped[key]
+                source.mapping.dropped[key] = ("config.json's mm_tunable_parts does not name mm_vision_tower (nor is "
+                                               "unfreeze_mm_vision_tower set): the release uses the published SigLIP")
     provided = {native for source in sources for native in source.mapping.mapped.values()}
     for kind, label, prefix, rules in (("vision", "SigLIP", "vision_tower.", SIGLIP_RULES),
                                        ("audio", "Whisper", "audio_encoder.", WHISPER_RULES)):
         if all(name in provided for name in expected if name.startswith(prefix)):
             continue
-        encoder = _source(label, resolve_directory(encoders[kind], f"{label} checkpoint"), rules, layers)
+        try:
+            encoder = _source(label, resolve_directory(encoders[kind], f"{label} checkpoint"), rules, layers)
+        except CheckpointError as error:
+            if kind != "vision" or not published_siglip:
+                raise
+            raise published_siglip_error(error) from error
         encoder.mapping.mapped = {k: v for k, v in encoder.mapping.mapped.items() if v not in provided}
         sources.append(encoder)
     for source in sources:

@@ -57,7 +57,7 @@ class ItemsFile:
     def __init__(self, path: str, processor: SalmonnO1Processor):
         self.name = path
         self.processor = processor
-        self.items = read_items(Path(path))
+        self.items = read_items(Path(path), require_answer=True)
         if not self.items:
             raise RecipeError(f"{path}: no items")
 

@@ -11,8 +11,11 @@ block of consecutive items is exactly balanced over families and letters.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,11 +25,18 @@ from salmonn_o1.data.synthetic.questions import FAMILY_BUILDERS
 from salmonn_o1.data.synthetic.render import frame_times, render_audio, render_frames
 from salmonn_o1.data.synthetic.timeline import Timeline
 from salmonn_o1.data.synthetic.video_io import write_mp4
+from salmonn_o1.errors import DataError
 from salmonn_o1.media_types import SAMPLE_RATE, DecodedMedia
+from salmonn_o1.records import replace_file
 
 SPLIT_OFFSETS = {"train": 0, "dev": 1_000_000, "test": 2_000_000}
 SPLIT_SIZE = 1_000_000
 SOURCE = "avr-synth"
+SETTINGS_FILE = "synth_settings.json"
+# The `salmonn-o1 synth` option behind each recorded setting, for the message that names a change.
+SETTING_FLAGS = {"split": "--split", "num_options": "--options", "min_scenes": "--min-scenes",
+                 "max_scenes": "--max-scenes", "min_duration": "--min-duration", "max_duration": "--max-duration",
+                 "families": "--families", "seed": "--seed", "fps": "--fps", "size": "--size"}
 
 
 @dataclass
@@ -123,6 +133,10 @@ def generate_split(
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
+    config = config or SynthConfig()
+    if not (out_dir / SETTINGS_FILE).exists():
+        check_unrecorded_folder(out_dir, split, config)
+    check_split_settings(out_dir, split_settings(split, config, fps, size))
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     items = []
     for index in tqdm(range(start, start + n), desc=f"avr-synth {split}", unit="clip", disable=not progress):
@@ -136,6 +150,59 @@ def generate_split(
     items_path = out_dir / "items.jsonl"
     write_items(items_path, items)
     return items_path
+
+
+def split_settings(split: str, config: SynthConfig, fps: int, size: int) -> dict[str, Any]:
+    """Everything that decides what a clip of a split folder contains, as JSON data."""
+    settings = {"split": split, **dataclasses.asdict(config), "fps": fps, "size": size}
+    return json.loads(json.dumps(settings))  # tuples as lists, as they read back
+
+
+def check_split_settings(out_dir: Path, settings: dict[str, Any]) -> None:
+    """Record the generation settings in `out_dir`; a DataError naming each change if they differ.
+
+    Clips already on disk are kept on a rerun, so generating with other
+    settings into the same folder would pair new questions with old videos.
+    """
+    path = out_dir / SETTINGS_FILE
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise DataError(f"{path}: not valid JSON ({error}); delete it only if the folder's clips "
+                            "were made with the current settings") from None
+        if not isinstance(stored, dict):
+            raise DataError(f"{path}: expected a JSON object of generation settings")
+        changed = sorted(k for k in settings.keys() | stored.keys() if stored.get(k) != settings.get(k))
+        if changed:
+            details = ", ".join(f"{SETTING_FLAGS.get(k, k)} {stored.get(k)!r} (now {settings.get(k)!r})"
+                                for k in changed)
+            raise DataError(f"{out_dir} holds clips generated with {details}; rerun with the same settings "
+                            "to resume, or choose another --out")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    replace_file(path, (json.dumps(settings, indent=2) + "\n").encode())
+
+
+def check_unrecorded_folder(out_dir: Path, split: str, config: SynthConfig) -> None:
+    """A folder written before settings were recorded: its items must be what `config` generates.
+
+    Regenerating an item's question costs no rendering, so every item already in
+    `items.jsonl` is compared (the frame rate and size of its clips cannot be).
+    """
+    items_path = out_dir / "items.jsonl"
+    if not items_path.is_file():
+        return
+    for item in read_items(items_path):
+        index, made_for = item.extras.get("index"), item.extras.get("split")
+        if made_for != split:
+            raise DataError(f"{items_path} holds {made_for!r} items ({item.id}); this run writes the {split!r} "
+                            "split: choose another --out")
+        fresh = generate_item(split, int(index), config).item.to_dict()
+        if {**item.to_dict(), "video": None} != fresh:
+            raise DataError(f"{items_path}: item {item.id} is not what these settings generate (the folder "
+                            f"predates {SETTINGS_FILE}); rerun with the settings it was made with, "
+                            "or choose another --out")
 
 
 def load_split(out_dir: str | Path) -> list[Item]:
