@@ -302,3 +302,9 @@ def test_train_pdpo_stops_after_the_rollouts_when_no_pair_is_possible():
     all_wrong = [{**wrong_once[0], "paths": [{**path, "correct": False}] * 2, "num_correct": 0}]
     with pytest.raises(DataError, match=r"after labelling\): of 2 selected step"):
         check_pairs_possible(rollout_summary(all_wrong), tied, PDPOSettings(paths=2))
+
+
+def test_a_pdpo_stage_record_without_an_id(tmp_path):
+    (tmp_path / "rollout.jsonl").write_text(json.dumps({"kept": True, "paths": []}) + "\n")
+    process = salmonn("pdpo", "select", "--out", tmp_path, "--selection", "all")
+    assert_one_line_error(process, str(tmp_path / "rollout.jsonl"), "record 1 has no 'id'")

@@ -69,6 +69,19 @@ def require_previous(out_dir: Path, stage: str) -> None:
         raise DataError(f"{out_dir}: no {previous}.jsonl; run `salmonn-o1 pdpo {previous} --out {out_dir}` first")
 
 
+def keyed_records(path: Path, key: str = "id") -> list[dict[str, Any]]:
+    """A stage file's records, each checked to be an object with `key` (the id resuming goes by):
+    an edited or foreign file is one error naming it, not a KeyError."""
+    from salmonn_o1.records import read_records
+
+    records = read_records(path)
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict) or key not in record:
+            raise DataError(f"{path}: record {number} has no {key!r}; the file was edited or is not a pDPO "
+                            f"stage file (move it away to redo the stage)")
+    return records
+
+
 def need_model(pipeline, stage: str, why: str) -> None:
     if pipeline is None:
         raise DataError(f"pdpo {stage}: {why} needs the model; pass a pipeline (--model)")

@@ -19,6 +19,7 @@ from typing import Any
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
     check_settings,
+    keyed_records,
     mean,
     need_model,
     progress_bar,
@@ -123,8 +124,8 @@ def run_label(out_dir: str | Path, pipeline, settings: PDPOSettings, judge: Judg
     require_previous(out_dir, "label")
     check_settings(out_dir, "label", settings)
     path = stage_file(out_dir, "label")
-    done = record_ids(read_records(path))
-    todo = [r for r in read_records(stage_file(out_dir, "select")) if r["id"] not in done]
+    done = record_ids(keyed_records(path))
+    todo = [r for r in keyed_records(stage_file(out_dir, "select")) if r["id"] not in done]
     policy = ModelPolicy(pipeline.model, pipeline.processor, settings.temperature, settings.top_p,
                          settings.max_new_tokens, settings.answer_max_new_tokens, settings.max_step_tokens)
     writer = RecordWriter(path)

@@ -21,6 +21,7 @@ from typing import Any
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
     check_settings,
+    keyed_records,
     mean,
     need_model,
     progress_bar,
@@ -111,9 +112,9 @@ def run_pairs(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: b
     check_settings(out_dir, "pairs", settings)
     path = stage_file(out_dir, "pairs")
     ledger_path = out_dir / "pairs_questions.jsonl"
-    done = record_ids(read_records(ledger_path)) | record_ids(read_records(path), "question_id")
-    rollouts = {r["id"]: r for r in read_records(stage_file(out_dir, "rollout"))}
-    todo = [r for r in read_records(stage_file(out_dir, "label")) if r["id"] not in done]
+    done = record_ids(keyed_records(ledger_path)) | record_ids(keyed_records(path, "question_id"), "question_id")
+    rollouts = {r["id"]: r for r in keyed_records(stage_file(out_dir, "rollout"))}
+    todo = [r for r in keyed_records(stage_file(out_dir, "label")) if r["id"] not in done]
     objective = DPOObjective(pipeline.processor) if settings.reference_logps else None
     writer, ledger = RecordWriter(path), RecordWriter(ledger_path)
     started = time.perf_counter()

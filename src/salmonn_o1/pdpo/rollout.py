@@ -21,6 +21,7 @@ from salmonn_o1.errors import SalmonnError
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
     check_settings,
+    keyed_records,
     mean,
     need_model,
     progress_bar,
@@ -129,7 +130,7 @@ def run_rollout(out_dir: str | Path, pipeline, questions: list[PDPOQuestion], se
     out_dir = Path(out_dir)
     check_settings(out_dir, "rollout", settings)
     path = stage_file(out_dir, "rollout")
-    done = record_ids(read_records(path))
+    done = record_ids(keyed_records(path))
     writer = RecordWriter(path)
     todo = [q for q in questions if q.id not in done]
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from typing import Any
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
     check_settings,
+    keyed_records,
     mean,
     need_model,
     progress_bar,
@@ -135,8 +136,8 @@ def run_select(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: 
     require_previous(out_dir, "select")
     check_settings(out_dir, "select", settings)
     path = stage_file(out_dir, "select")
-    done = record_ids(read_records(path))
-    todo = [r for r in read_records(stage_file(out_dir, "rollout")) if r.get("kept") and r["id"] not in done]
+    done = record_ids(keyed_records(path))
+    todo = [r for r in keyed_records(stage_file(out_dir, "rollout")) if r.get("kept") and r["id"] not in done]
     selector = StepSelector(settings.selection, settings.top_t, settings.seed)
     if selector.needs_scores:
         need_model(pipeline, "select", "contrastive selection")
