@@ -308,3 +308,24 @@ def test_a_pdpo_stage_record_without_an_id(tmp_path):
     (tmp_path / "rollout.jsonl").write_text(json.dumps({"kept": True, "paths": []}) + "\n")
     process = salmonn("pdpo", "select", "--out", tmp_path, "--selection", "all")
     assert_one_line_error(process, str(tmp_path / "rollout.jsonl"), "record 1 has no 'id'")
+
+
+def test_eval_help_prints_a_single_percent_sign(capsys):
+    from salmonn_o1.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--help"])
+    assert stop.value.code == 0
+    shown = capsys.readouterr().out
+    assert "95% Wilson" in shown and "%%" not in shown
+
+
+def test_strict_and_no_strict_reach_the_loader():
+    from salmonn_o1.cli import build_parser
+
+    parser = build_parser()
+    for command in (["ask", "clip.mp4", "q"], ["infer", "--data", "d", "--out", "o"]):
+        assert parser.parse_args([*command]).strict is True
+        assert parser.parse_args([*command, "--no-strict"]).strict is False
+    assert parser.parse_args(["convert", "a", "b", "--no-strict"]).strict is False
+    assert parser.parse_args(["convert", "a", "b", "--strict", "false"]).strict is False
