@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from salmonn_o1.checkpoints import CHECKSUMS
 from salmonn_o1.commands.demo import SAMPLE_DIR
 from salmonn_o1.inference import SalmonnO1Pipeline
 from salmonn_o1.records import read_records
@@ -159,6 +160,7 @@ def test_the_better_reasoning_model_is_chosen_and_pdpo_wins_ties(tmp_path):
 def test_the_shipped_model_is_the_best_reasoning_model_and_answers(reproduced):
     plan, best = reproduced
     assert (plan.ship / "model.safetensors").read_bytes() == (best / "model.safetensors").read_bytes()
+    assert "model.safetensors" in (plan.ship / CHECKSUMS).read_text()  # verified on every load (below)
     result = SalmonnO1Pipeline.from_pretrained(str(plan.ship)).ask(
         SAMPLE_DIR / "clip.mp4", "Which shape?", ["a circle", "a square"],
         max_new_tokens=32, answer_max_new_tokens=4)
