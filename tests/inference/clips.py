@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from salmonn_o1.media_types import SAMPLE_RATE, DecodedMedia
@@ -14,3 +16,19 @@ def colour_clip(duration: float = 3.0, colour=(255, 0, 0), pitch: float = 440.0)
     t = np.arange(int(duration * SAMPLE_RATE)) / SAMPLE_RATE
     audio = (0.3 * np.sin(2 * np.pi * pitch * t)).astype(np.float32)
     return DecodedMedia(frames, times, audio, duration, True, "video")
+
+
+def write_tiny_checkpoint(path: Path) -> Path:
+    """A randomly initialised tiny model (seed 0) saved with its processor: a model directory for CLI runs."""
+    import torch
+
+    from salmonn_o1.checkpoints import save_model_and_processor
+    from salmonn_o1.config import tiny_config
+    from salmonn_o1.model import SalmonnO1ForConditionalGeneration
+    from salmonn_o1.processor import SalmonnO1Processor
+    from salmonn_o1.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    return save_model_and_processor(SalmonnO1ForConditionalGeneration(config),
+                                    SalmonnO1Processor(load_tokenizer(), config), path)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from salmonn_o1.checkpoints import save_model_and_processor
 from salmonn_o1.cli import main
-from salmonn_o1.processor import SalmonnO1Processor
+
+from clips import write_tiny_checkpoint
 
 FAST = ["--max-new-tokens", "3", "--answer-max-new-tokens", "2", "--quiet"]
 
@@ -19,19 +19,11 @@ FAST = ["--max-new-tokens", "3", "--answer-max-new-tokens", "2", "--quiet"]
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A tiny checkpoint and four AVR-Synth items on disk, one of them a corrupt video."""
-    import torch
-
-    from salmonn_o1.config import tiny_config
     from salmonn_o1.data.schema import write_items
     from salmonn_o1.data.synthetic import generate_item, write_sample_mp4
-    from salmonn_o1.model import SalmonnO1ForConditionalGeneration
-    from salmonn_o1.tokenizer import load_tokenizer
 
     root = tmp_path_factory.mktemp("infer")
-    torch.manual_seed(0)
-    config = tiny_config()
-    save_model_and_processor(SalmonnO1ForConditionalGeneration(config), SalmonnO1Processor(load_tokenizer(), config),
-                             root / "model")
+    write_tiny_checkpoint(root / "model")
     items = []
     for index in range(4):
         sample = generate_item("test", index)

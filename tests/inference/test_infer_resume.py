@@ -17,6 +17,8 @@ import pytest
 
 from salmonn_o1.cli import main
 
+from clips import write_tiny_checkpoint
+
 FAST = ["--max-new-tokens", "3", "--answer-max-new-tokens", "2", "--quiet"]
 N = 16
 
@@ -24,20 +26,10 @@ N = 16
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A tiny checkpoint and N text-only items (no video: the test is about the output file, not media)."""
-    import torch
-
-    from salmonn_o1.checkpoints import save_model_and_processor
-    from salmonn_o1.config import tiny_config
     from salmonn_o1.data.schema import Item, write_items
-    from salmonn_o1.model import SalmonnO1ForConditionalGeneration
-    from salmonn_o1.processor import SalmonnO1Processor
-    from salmonn_o1.tokenizer import load_tokenizer
 
     root = tmp_path_factory.mktemp("resume")
-    torch.manual_seed(0)
-    config = tiny_config()
-    save_model_and_processor(SalmonnO1ForConditionalGeneration(config), SalmonnO1Processor(load_tokenizer(), config),
-                             root / "model")
+    write_tiny_checkpoint(root / "model")
     items = [Item(id=f"q{i:02d}", video=None, question=f"Which colour is number {i}?", options=["red", "blue"],
                   answer="AB"[i % 2]) for i in range(N)]
     write_items(root / "items.jsonl", items)
