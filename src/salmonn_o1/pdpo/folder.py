@@ -69,6 +69,15 @@ def require_previous(out_dir: Path, stage: str) -> None:
         raise DataError(f"{out_dir}: no {previous}.jsonl; run `salmonn-o1 pdpo {previous} --out {out_dir}` first")
 
 
+def open_stage(out_dir: str | Path, stage: str, settings: PDPOSettings) -> tuple[Path, Path]:
+    """Every runner's first step: the folder, the previous stage's file required, this stage's settings
+    recorded (or checked against the ones its file was made with); returns (folder, this stage's file)."""
+    out_dir = Path(out_dir)
+    require_previous(out_dir, stage)
+    check_settings(out_dir, stage, settings)
+    return out_dir, stage_file(out_dir, stage)
+
+
 def keyed_records(path: Path, key: str = "id") -> list[dict[str, Any]]:
     """A stage file's records, each checked to be an object with `key` (the id resuming goes by):
     an edited or foreign file is one error naming it, not a KeyError."""

@@ -18,13 +18,12 @@ from typing import Any
 
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
-    check_settings,
     keyed_records,
     mean,
     need_model,
+    open_stage,
     progress_bar,
     question_seed,
-    require_previous,
     stage_file,
     total_cost,
     write_summary,
@@ -120,10 +119,7 @@ def run_label(out_dir: str | Path, pipeline, settings: PDPOSettings, judge: Judg
     """Stage 3 over out_dir/select.jsonl (resumable); returns the stage summary."""
     need_model(pipeline, "label", "sampling alternatives and rollouts")
     settings = settings.resolved()
-    out_dir = Path(out_dir)
-    require_previous(out_dir, "label")
-    check_settings(out_dir, "label", settings)
-    path = stage_file(out_dir, "label")
+    out_dir, path = open_stage(out_dir, "label", settings)
     done = record_ids(keyed_records(path))
     todo = [r for r in keyed_records(stage_file(out_dir, "select")) if r["id"] not in done]
     policy = ModelPolicy(pipeline.model, pipeline.processor, settings.temperature, settings.top_p,

@@ -20,12 +20,11 @@ from typing import Any
 
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
-    check_settings,
     keyed_records,
     mean,
     need_model,
+    open_stage,
     progress_bar,
-    require_previous,
     stage_file,
     total_cost,
     write_summary,
@@ -107,10 +106,7 @@ def run_pairs(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: b
     if settings.reference_logps:
         need_model(pipeline, "pairs", "storing reference log-probs (reference_logps=False skips them)")
     settings = settings.resolved()
-    out_dir = Path(out_dir)
-    require_previous(out_dir, "pairs")
-    check_settings(out_dir, "pairs", settings)
-    path = stage_file(out_dir, "pairs")
+    out_dir, path = open_stage(out_dir, "pairs", settings)
     ledger_path = out_dir / "pairs_questions.jsonl"
     done = record_ids(keyed_records(ledger_path)) | record_ids(keyed_records(path, "question_id"), "question_id")
     rollouts = {r["id"]: r for r in keyed_records(stage_file(out_dir, "rollout"))}

@@ -20,13 +20,12 @@ from typing import Any
 from salmonn_o1.errors import SalmonnError
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
-    check_settings,
     keyed_records,
     mean,
     need_model,
+    open_stage,
     progress_bar,
     question_seed,
-    stage_file,
     total_cost,
     write_summary,
 )
@@ -127,9 +126,7 @@ def run_rollout(out_dir: str | Path, pipeline, questions: list[PDPOQuestion], se
     """Stage 1 over `questions` into out_dir/rollout.jsonl (resumable); returns the stage summary."""
     need_model(pipeline, "rollout", "sampling paths")
     settings = settings.resolved()
-    out_dir = Path(out_dir)
-    check_settings(out_dir, "rollout", settings)
-    path = stage_file(out_dir, "rollout")
+    out_dir, path = open_stage(out_dir, "rollout", settings)
     done = record_ids(keyed_records(path))
     writer = RecordWriter(path)
     todo = [q for q in questions if q.id not in done]

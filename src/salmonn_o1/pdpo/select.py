@@ -20,13 +20,12 @@ from typing import Any
 
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
-    check_settings,
     keyed_records,
     mean,
     need_model,
+    open_stage,
     progress_bar,
     question_seed,
-    require_previous,
     stage_file,
     total_cost,
     write_summary,
@@ -132,10 +131,7 @@ def select_question(pipeline, rollout: QuestionRollout, selector: StepSelector, 
 def run_select(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: bool = True) -> dict[str, Any]:
     """Stage 2 over the kept questions of out_dir/rollout.jsonl (resumable); returns the stage summary."""
     settings = settings.resolved()
-    out_dir = Path(out_dir)
-    require_previous(out_dir, "select")
-    check_settings(out_dir, "select", settings)
-    path = stage_file(out_dir, "select")
+    out_dir, path = open_stage(out_dir, "select", settings)
     done = record_ids(keyed_records(path))
     todo = [r for r in keyed_records(stage_file(out_dir, "rollout")) if r.get("kept") and r["id"] not in done]
     selector = StepSelector(settings.selection, settings.top_t, settings.seed)
