@@ -19,6 +19,15 @@ def test_importing_the_package_imports_neither_torch_nor_transformers():
     assert out.strip() == "[]"
 
 
+def test_the_command_line_parser_with_its_plugins_imports_neither_torch_nor_transformers():
+    """`salmonn-o1 --help` builds every parser, the entry-point plugins' included: it must stay fast."""
+    code = ("import sys; from salmonn_o1.cli import build_parser; parser = build_parser(); "
+            "assert 'reproduce' in parser._subparsers._group_actions[0].choices; "
+            "print([m for m in ('torch', 'transformers', 'av') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_the_public_names_are_listed_and_resolve_to_their_modules():
     from salmonn_o1.config import SalmonnO1Config
     from salmonn_o1.inference import SalmonnO1Pipeline

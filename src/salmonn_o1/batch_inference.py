@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch.utils.data import DataLoader, Dataset
@@ -56,19 +56,6 @@ class InferenceSummary:
         return text
 
 
-@dataclass
-class OutputState:
-    """What `prepare_output` found in (and did to) an existing predictions file."""
-
-    records: int = 0  # readable records kept
-    errors_kept: int = 0  # error records kept (not to be retried)
-    errors_dropped: int = 0  # error records removed so that their items are computed again
-    bad_lines: list[int] = field(default_factory=list)  # line numbers set aside
-    set_aside: Path | None = None  # where they went
-    overwritten: bool = False
-    merged_parts: list[Path] = field(default_factory=list)
-
-
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -80,8 +67,8 @@ def is_prediction_record(record: dict) -> bool:
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
         return a.resolve() == b.resolve()
 
 
@@ -115,7 +102,7 @@ def prepare_output(
     overwrite: bool = False,
     retry_errors: bool = False,
     warn: Callable[[str], None] = _warn,
-) -> OutputState:
+) -> None:
     """Make `out_path` ready to be appended to, losing nothing; call it holding `OutputLock`.
 
     Refuses (DataError) an output that is the items file itself, a directory,
@@ -127,22 +114,19 @@ def prepare_output(
     removed so their items are computed again.
     """
     out = Path(out_path)
-    state = OutputState()
-    if data_path is not None and (_same_file(out, Path(data_path)) or out.resolve() == Path(data_path).resolve()):
+    if data_path is not None and _same_file(out, Path(data_path)):
         raise DataError(f"--out {out} is the --data file; write the predictions to another file")
     if out.is_dir():
         raise DataError(f"--out {out} is a directory; expected a predictions JSONL file")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and out.stat().st_size > 0:
-        why = _not_ours(out)
         if overwrite:
             warn(f"--overwrite: replacing {out}")
             replace_file(out, b"")
             for part in part_files(out):
                 part.unlink()
-            state.overwritten = True
-            return state
-        if why is not None:
+            return
+        if (why := _not_ours(out)) is not None:
             raise DataError(f"--out {out} is not a predictions file of salmonn-o1 infer ({why}); "
                             "choose another --out, or pass --overwrite to replace it")
     elif overwrite:
@@ -150,25 +134,17 @@ def prepare_output(
             part.unlink()
     for part in part_files(out):
         merge_part(out, part, warn)
-        state.merged_parts.append(part)
     scan = scan_records(out)
     if scan.bad_lines:
-        state.bad_lines = scan.bad_lines
-        state.set_aside = set_aside_lines(out, scan.bad_lines)
+        aside = set_aside_lines(out, scan.bad_lines)
         warn(f"{out}: line(s) {', '.join(map(str, scan.bad_lines))} could not be read; moved them to "
-             f"{state.set_aside} and kept the {len(scan.records)} readable record(s); their items are computed again")
+             f"{aside} and kept the {len(scan.records)} readable record(s); their items are computed again")
         scan = scan_records(out)
-    errors = [n for n, r in zip(scan.record_lines, scan.records) if r.get("error")]
+    errors = {n for n, r in zip(scan.record_lines, scan.records) if r.get("error")}
     if errors and retry_errors:
-        lines = out.read_bytes().split(b"\n")
-        drop = set(errors)
-        kept = [line for number, line in enumerate(lines[:-1], start=1) if number not in drop]
+        lines = out.read_bytes().split(b"\n")  # numbered as scan_records numbers them
+        kept = [line for number, line in enumerate(lines, start=1) if number not in errors and line]
         replace_file(out, b"".join(line + b"\n" for line in kept))
-        state.errors_dropped = len(errors)
-    else:
-        state.errors_kept = len(errors)
-    state.records = len(scan.records) - state.errors_dropped
-    return state
 
 
 class OutputLock:
@@ -242,15 +218,14 @@ def run_inference(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = True,
-    retry_errors: bool = False,
 ) -> InferenceSummary:
     """Answer every item of `items_path` not yet in `out_path`, appending one record per item.
 
     The caller holds `OutputLock` and has run `prepare_output` (the `infer`
     command does both, in the main process); here the output is only read,
-    tolerantly, for the ids already done. Error records count as done unless
-    `retry_errors`, in which case their items are computed again and the new
-    record is appended (readers keep an id's last line).
+    tolerantly, for the ids already done. Error records count as done (kept):
+    `prepare_output(retry_errors=True)` has removed them when they are to be
+    computed again.
     """
     from salmonn_o1.data.schema import read_items
     from salmonn_o1.inference import Question
@@ -263,11 +238,11 @@ def run_inference(
     written = scan_records(out_path).records + (scan_records(part_path).records if part_path != out_path else [])
     errors = {str(r["id"]) for r in written if r.get("error")}
     results = {str(r["id"]) for r in written if not r.get("error")}
-    already = results if retry_errors else results | errors
+    already = results | errors
     wanted = {i.id for i in items}
     todo = _shard([i for i in items if i.id not in already], rank, world_size)
     skipped = len(items) - len([i for i in items if i.id not in already])
-    errors_kept = 0 if retry_errors else len((errors - results) & wanted)
+    errors_kept = len((errors - results) & wanted)
     loader = DataLoader(_MediaDataset(todo, pipeline.processor), batch_size=None, shuffle=False,
                         num_workers=num_workers, collate_fn=lambda x: x)
     done = failed = 0
@@ -311,10 +286,10 @@ def run_inference(
     return InferenceSummary(len(items), done, skipped, failed, time.perf_counter() - started, errors_kept)
 
 
-def merge_part(out_path: Path, part: Path, warn: Callable[[str], None] = _warn) -> int:
+def merge_part(out_path: Path, part: Path, warn: Callable[[str], None] = _warn) -> None:
     """Append a part file's records whose id the output lacks (or has only as an error), then remove it.
 
-    Damaged lines of the part are set aside, not dropped; returns how many records were appended.
+    Damaged lines of the part are set aside, not dropped.
     """
     out_scan = scan_records(out_path)
     seen = {str(r["id"]) for r in out_scan.records if not r.get("error")}
@@ -332,10 +307,9 @@ def merge_part(out_path: Path, part: Path, warn: Callable[[str], None] = _warn) 
         (failed if record.get("error") else seen).add(key)
     RecordWriter(out_path).write_lines(lines)
     part.unlink()
-    return len(lines)
 
 
-def merge_parts(out_path: str | os.PathLike, world_size: int) -> None:
+def merge_parts(out_path: str | os.PathLike) -> None:
     """Append every process's part file to the output (ids not yet there), then remove the parts.
 
     Every `<out>.partN` is merged, not only ranks below `world_size`: a part an

@@ -23,27 +23,26 @@ from salmonn_o1.errors import CheckpointError
 from salmonn_o1.model import SalmonnO1ForConditionalGeneration
 from salmonn_o1.processor import SalmonnO1Processor
 from salmonn_o1.release.loading import find_release_checkpoint, load_release_model_and_processor
-from salmonn_o1.tokenizer import load_tokenizer, time_text_ids
+from salmonn_o1.tokenizer import has_tokenizer_files, load_tokenizer, time_text_ids
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CHECKSUMS = "checksums.sha256"  # `sha256sum` format; shipped beside the default model
 # Bytes per element of each safetensors dtype name (the ones a model of ours can hold).
 SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
                       "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
-FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit
 
 
-def verify_safetensors(path: str | os.PathLike, check_values: bool = True) -> None:
+def verify_safetensors(path: str | os.PathLike) -> None:
     """CheckpointError naming `path` unless it is a well-formed safetensors file with finite weights.
 
     Checks what costs no more than reading the file: the header parses, every
     dtype is known, every tensor's byte span matches its shape and dtype, the
-    spans tile the data area exactly up to the end of the file, and (with
-    `check_values`) no floating tensor holds NaN or infinity. A flipped byte
-    in the header or one that makes a weight non-finite is caught; one that
-    leaves a finite value is only caught by a recorded checksum
-    (`verify_checksums`).
+    spans tile the data area exactly up to the end of the file. The values are
+    checked once they are loaded (`check_finite`), so the weights are read
+    once. A flipped byte in the header or one that makes a weight non-finite is
+    caught; one that leaves a finite value is only caught by a recorded
+    checksum (`verify_checksums`).
     """
     path = Path(path)
     size = path.stat().st_size
@@ -90,15 +89,25 @@ def verify_safetensors(path: str | os.PathLike, check_values: bool = True) -> No
         end = stop
     if end != size - 8 - header_size:
         raise bad(f"the tensors end at data byte {end} but the file holds {size - 8 - header_size}")
-    if not check_values:
-        return
-    from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as tensors:
-        for name, entry in header.items():
-            floating = name != "__metadata__" and entry["dtype"] in FLOAT_DTYPES
-            if floating and not torch.isfinite(tensors.get_tensor(name)).all():
-                raise bad(f"tensor {name!r} holds NaN or infinite values")
+
+def check_finite(model: torch.nn.Module, directory: Path) -> None:
+    """No loaded floating weight holds NaN or infinity (a flipped exponent byte): checked on the weights
+    `from_pretrained` has just read, naming the safetensors file that holds the tensor."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not tensor.is_meta and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{_file_holding(directory, name)}: corrupt safetensors file (tensor {name!r} "
+                                  "holds NaN or infinite values); re-download or re-save the checkpoint")
+
+
+def _file_holding(directory: Path, name: str) -> Path:
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        shard = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).get(name)
+        if shard:
+            return directory / shard
+    files = sorted(directory.glob("*.safetensors"))
+    return files[0] if len(files) == 1 else directory
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -168,6 +177,11 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | None
     return DTYPES[dtype]
 
 
+def is_preset(source: str) -> bool:
+    """Whether `source` names a preset to build fresh (a directory of that name wins)."""
+    return source in PRESETS and not Path(source).exists()
+
+
 def looks_local(source: str) -> bool:
     """Whether `source` can only mean a local path, never a hub id (`org/name`): it starts with
     `.`, `/` or `~`, has more than one `/` or a backslash, or its first part is a local folder."""
@@ -182,7 +196,7 @@ def check_checkpoint_files(path: Path) -> None:
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: config.json is missing (a checkpoint directory holds config.json, "
                               "the weights and the tokenizer)")
-    if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json")):
+    if not has_tokenizer_files(path):
         raise CheckpointError(f"{path}: the tokenizer is missing (no tokenizer.json); copy it from the model "
                               "the checkpoint was trained from")
 
@@ -202,7 +216,7 @@ def load_model_and_processor(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     source = str(source)
-    if source in PRESETS and not Path(source).exists():
+    if is_preset(source):
         config = preset_config(source)
         tokenizer = load_tokenizer()
         if config.time_tokens and config.time_token_mode == "text" and not config.time_text_ids:
@@ -226,6 +240,7 @@ def load_model_and_processor(
         check_checkpoint_files(path)
         verify_checkpoint_files(path)  # a corrupt file is an error, not a model that answers garbage
         model = SalmonnO1ForConditionalGeneration.from_pretrained(path, **model_kwargs)
+        check_finite(model, path)
         processor = SalmonnO1Processor.from_pretrained(path, config=model.config)
     if model_kwargs.get("device_map") is not None:
         return model.eval(), processor  # accelerate has placed the weights

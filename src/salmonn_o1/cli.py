@@ -43,11 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module_name).register(subparsers)
     for plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name):
         try:
-            register = plugin.load()
+            plugin.load()(subparsers)
         except Exception as error:  # a broken plugin must not take the core commands down with it
             print(f"salmonn-o1: skipped the {plugin.name!r} command of {plugin.value} ({error})", file=sys.stderr)
-            continue
-        register(subparsers)
     return parser
 
 

@@ -102,9 +102,18 @@ class SalmonnO1Pipeline:
         self.prompt = prompt if prompt is not None else getattr(model.config, "reasoning_prompt",
                                                                 DEFAULT_REASONING_PROMPT)
         self.decoder = Decoder.from_tokenizer(model, processor.tokenizer)
-        self.im_end_id = self.decoder.ids.im_end_id
-        self.stop_ids = self.decoder.ids.stop_ids
-        self.pad_id = self.decoder.ids.pad_id
+
+    @property
+    def im_end_id(self) -> int:
+        return self.decoder.ids.im_end_id
+
+    @property
+    def stop_ids(self) -> set[int]:
+        return self.decoder.ids.stop_ids
+
+    @property
+    def pad_id(self) -> int:
+        return self.decoder.ids.pad_id
 
     @classmethod
     def from_pretrained(

@@ -68,6 +68,11 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024) -> PreTrained
     return wrapped
 
 
+def has_tokenizer_files(directory: str | Path) -> bool:
+    """Whether a checkpoint directory holds a tokenizer (tokenizer.json, or a BPE vocab.json)."""
+    return any((Path(directory) / name).exists() for name in ("tokenizer.json", "vocab.json"))
+
+
 def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerBase:
     """A tokenizer from a checkpoint directory or hub id; the bundled one when `path` is None."""
     tokenizer = AutoTokenizer.from_pretrained(str(path or DEFAULT_TOKENIZER_DIR))

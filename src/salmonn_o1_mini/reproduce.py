@@ -30,7 +30,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from salmonn_o1.checkpoints import write_checksums
 from salmonn_o1.errors import OutputError
 
 ROLLOUT_FILES = ("rollout.jsonl", "rollout_settings.json", "rollout_summary.json")
@@ -173,6 +172,8 @@ def ship(model_dir: Path, target: Path, force: bool = False) -> Path:
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(model_dir, target)  # config, safetensors, tokenizer, processor, recipe.yaml
+    from salmonn_o1.checkpoints import write_checksums  # torch: not at import (the CLI registers this module)
+
     write_checksums(target)  # a shipped model is verified against them on every load
     return target
 

@@ -20,8 +20,7 @@ from salmonn_o1.commands.common import (
     generation_kwargs,
     load_pipeline,
 )
-
-END_OF_STEP = "<end_of_step>"
+from salmonn_o1.prompts import END_OF_STEP
 
 DEFAULT_MODEL_NOTE = (
     "note: the default model is a miniature one trained only on AVR-Synth (synthetic shapes and tones): its "

@@ -85,12 +85,12 @@ def run(args: argparse.Namespace) -> int:
         summary = run_inference(
             args.data, args.out, pipeline, batch_size=args.batch_size, num_workers=args.num_workers,
             reasoning=not args.no_reasoning, generation=generation, rank=rank, world_size=world_size,
-            progress=not args.quiet, retry_errors=args.retry_errors,
+            progress=not args.quiet,
         )
         if state is not None:
             state.wait_for_everyone()
             if state.is_main_process:
-                merge_parts(args.out, world_size)
+                merge_parts(args.out)
     finally:
         if lock is not None:
             lock.release()

@@ -200,18 +200,10 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         """
         visual = self._encode_visual_per_sample(media.pixel_values, media.kinds, media.frames_per_sample)
         audio = self._encode_audio_per_sample(media.input_features, media.chunks_per_sample)
-        sequences: list[torch.Tensor | None] = []
-        offset = 0  # of the sample's first frame in the batch
-        for b, spec in enumerate(media.specs):
-            n_frames = media.frames_per_sample[b]
-            if spec is None:
-                sequences.append(None)
-            else:
-                times = (media.frame_times[offset:offset + n_frames].cpu() if media.frame_times is not None
-                         else torch.arange(n_frames) / self.config.frames_per_second)
-                sequences.append(self._gather(spec, visual[b], audio[b], times))
-            offset += n_frames
-        return sequences
+        # Each sample's spec carries its frame times (the processor computed them once).
+        return [None if spec is None else
+                self._gather(spec, visual[b], audio[b], torch.tensor(spec.frame_times, dtype=torch.float32))
+                for b, spec in enumerate(media.specs)]
 
     def splice_media(self, input_ids: torch.Tensor, sequences: list[torch.Tensor | None]) -> torch.Tensor:
         """Embed the text and write sample b's media sequence over its placeholder tokens."""

@@ -110,7 +110,8 @@ def run_pairs(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: b
     ledger_path = out_dir / "pairs_questions.jsonl"
     done = record_ids(keyed_records(ledger_path)) | record_ids(keyed_records(path, "question_id"), "question_id")
     rollouts = {r["id"]: r for r in keyed_records(stage_file(out_dir, "rollout"))}
-    todo = [r for r in keyed_records(stage_file(out_dir, "label")) if r["id"] not in done]
+    labels = keyed_records(stage_file(out_dir, "label"))  # pairs never change it: read once
+    todo = [r for r in labels if r["id"] not in done]
     objective = DPOObjective(pipeline.processor) if settings.reference_logps else None
     writer, ledger = RecordWriter(path), RecordWriter(ledger_path)
     started = time.perf_counter()
@@ -124,7 +125,7 @@ def run_pairs(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: b
                 records = precompute_reference_logps(pipeline.model, objective, records)
         writer.write(records)
         ledger.write([{"id": record["id"], "pairs": len(records), "cost": cost.to_dict()}])
-    summary = pairs_summary(read_records(path), read_records(stage_file(out_dir, "label")),
+    summary = pairs_summary(read_records(path), labels,
                             read_records(ledger_path), out_dir, len(todo), time.perf_counter() - started)
     return write_summary(out_dir, "pairs", summary)
 

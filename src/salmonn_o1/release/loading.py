@@ -19,6 +19,7 @@ import logging
 import math
 import pickle
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ from salmonn_o1.release.keys import (
     strip_wrappers,
     to_release,
 )
-from salmonn_o1.tokenizer import CHAT_TEMPLATE, PAD_TOKEN
+from salmonn_o1.tokenizer import CHAT_TEMPLATE, PAD_TOKEN, has_tokenizer_files
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def load_release_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
     there (internal id -200); an added token id plays that role for us.
     """
     directory = Path(directory)
-    if not _has_tokenizer(directory):
+    if not has_tokenizer_files(directory):
         raise CheckpointError(f"{directory}: no tokenizer files (tokenizer.json, or vocab.json + merges.txt)")
     # A Qwen2 config stands in for config.json, whose model_type transformers does not know.
     tokenizer = AutoTokenizer.from_pretrained(str(directory), config=Qwen2Config())
@@ -213,10 +214,6 @@ def load_release_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
     if not tokenizer.chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
-
-
-def _has_tokenizer(directory: Path) -> bool:
-    return any((directory / name).exists() for name in ("tokenizer.json", "vocab.json"))
 
 
 # ---------------------------------------------------------------- the loading report
@@ -474,24 +471,27 @@ def load_release_model(
                 "audio": whisper_path or raw.get("whisper_path") or DEFAULT_WHISPER}
     published_siglip = not uses_checkpoint_vision_tower(raw)
 
-    def published_siglip_error(error: CheckpointError) -> CheckpointError:
-        return CheckpointError(
-            f"{directory}: config.json's mm_tunable_parts does not name mm_vision_tower (nor is "
-            "unfreeze_mm_vision_tower set), so the release ignores the checkpoint's SigLIP weights and uses the "
-            f"published SigLIP from {encoders['vision']}, which could not be read ({error}); pass siglip_path= "
-            f"(`--siglip` for convert) a local copy of {DEFAULT_SIGLIP}"
-        )
-
-    encoder_configs = {}
-    for kind, reference in encoders.items():
+    @contextmanager
+    def reading_encoder(kind: str):
+        """An unreadable published SigLIP, when config.json says to use it, is explained as such."""
         try:
-            encoder_configs[kind] = (_encoder_config_for(reference, kind)
-                                     if given[kind] is not None or f"{kind}_config" not in written else None)
+            yield
         except CheckpointError as error:
             if kind != "vision" or not published_siglip:
                 raise
-            raise published_siglip_error(error) from error
-    if media_token_id is None and _has_tokenizer(directory):
+            raise CheckpointError(
+                f"{directory}: config.json's mm_tunable_parts does not name mm_vision_tower (nor is "
+                "unfreeze_mm_vision_tower set), so the release ignores the checkpoint's SigLIP weights and uses the "
+                f"published SigLIP from {encoders['vision']}, which could not be read ({error}); pass siglip_path= "
+                f"(`--siglip` for convert) a local copy of {DEFAULT_SIGLIP}"
+            ) from error
+
+    encoder_configs = {}
+    for kind, reference in encoders.items():
+        with reading_encoder(kind):
+            encoder_configs[kind] = (_encoder_config_for(reference, kind)
+                                     if given[kind] is not None or f"{kind}_config" not in written else None)
+    if media_token_id is None and has_tokenizer_files(directory):
         media_token_id = int(load_release_tokenizer(directory).convert_tokens_to_ids(MEDIA_TOKEN))
     config = release_to_native(raw, vision_config=encoder_configs["vision"], audio_config=encoder_configs["audio"],
                                media_token_id=media_token_id, release_overrides=release_overrides)
@@ -502,28 +502,24 @@ def load_release_model(
     tied = {"language_model.lm_head.weight"} if config.text_config.tie_word_embeddings else set()
     layers = config.vision_layers_used
 
-    sources = [_source("checkpoint", directory, RELEASE_RULES, layers, main_files)]
+    rules = RELEASE_RULES
+    if published_siglip:  # the rules that map the checkpoint's SigLIP drop it instead, saying why
+        why = ("config.json's mm_tunable_parts does not name mm_vision_tower (nor is unfreeze_mm_vision_tower set): "
+               "the release uses the published SigLIP")
+        rules = tuple(Rule(rule.release, None, why) if (rule.native or "").startswith("vision_tower.") else rule
+                      for rule in RELEASE_RULES)
+    sources = [_source("checkpoint", directory, rules, layers, main_files)]
     adapter = next((directory / name for name in ADAPTER_FILES if (directory / name).exists()), None)
     if adapter is not None:
         with ShardReader(adapter) as shard:
-            sources.append(_source("adapter", directory, RELEASE_RULES, layers, {adapter: shard.keys()}))
-    if published_siglip:
-        for source in sources:
-            for key in [key for key, native in source.mapping.mapped.items() if native.startswith("vision_tower.")]:
-                del source.mapping.mapped[key]
-                source.mapping.dropped[key] = ("config.json's mm_tunable_parts does not name mm_vision_tower (nor is "
-                                               "unfreeze_mm_vision_tower set): the release uses the published SigLIP")
+            sources.append(_source("adapter", directory, rules, layers, {adapter: shard.keys()}))
     provided = {native for source in sources for native in source.mapping.mapped.values()}
-    for kind, label, prefix, rules in (("vision", "SigLIP", "vision_tower.", SIGLIP_RULES),
+    for kind, label, prefix, encoder_rules in (("vision", "SigLIP", "vision_tower.", SIGLIP_RULES),
                                        ("audio", "Whisper", "audio_encoder.", WHISPER_RULES)):
         if all(name in provided for name in expected if name.startswith(prefix)):
             continue
-        try:
-            encoder = _source(label, resolve_directory(encoders[kind], f"{label} checkpoint"), rules, layers)
-        except CheckpointError as error:
-            if kind != "vision" or not published_siglip:
-                raise
-            raise published_siglip_error(error) from error
+        with reading_encoder(kind):
+            encoder = _source(label, resolve_directory(encoders[kind], f"{label} checkpoint"), encoder_rules, layers)
         encoder.mapping.mapped = {k: v for k, v in encoder.mapping.mapped.items() if v not in provided}
         sources.append(encoder)
     for source in sources:

@@ -31,6 +31,7 @@ from salmonn_o1.release.loading import (
     load_release_tokenizer,
     weight_files,
 )
+from salmonn_o1.tokenizer import has_tokenizer_files
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json")
@@ -171,7 +172,7 @@ def convert_release_to_native(
     strict=False, initialised).
     """
     source, destination = Path(source), Path(destination)
-    tokenizer = load_release_tokenizer(source) if _has_tokenizer_files(source) else None
+    tokenizer = load_release_tokenizer(source) if has_tokenizer_files(source) else None
     if tokenizer is not None:
         load_kwargs.setdefault("media_token_id", int(tokenizer.convert_tokens_to_ids(MEDIA_TOKEN)))
     model, info = load_release_model(source, strict=strict, output_loading_info=True, **load_kwargs)
@@ -217,10 +218,6 @@ def convert_checkpoint(
         raise CheckpointError("our layout is written as safetensors only")
     _, info = convert_release_to_native(source, destination, strict, max_shard_size, **load_kwargs)
     return {"from": layout, "to": to, "destination": str(destination), **info}
-
-
-def _has_tokenizer_files(directory: Path) -> bool:
-    return any((directory / name).exists() for name in ("tokenizer.json", "vocab.json"))
 
 
 def _copy_tokenizer(source: Path, destination: Path) -> None:

@@ -21,9 +21,8 @@ from typing import Protocol
 
 from torch import nn
 
-from salmonn_o1.checkpoints import load_model_and_processor, save_model_and_processor
+from salmonn_o1.checkpoints import is_preset, load_model_and_processor, save_model_and_processor
 from salmonn_o1.components import build
-from salmonn_o1.config import PRESETS
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.model.modeling import PARAMETER_GROUPS, SalmonnO1ForConditionalGeneration
 from salmonn_o1.processor import SalmonnO1Processor
@@ -49,11 +48,6 @@ class ModelComponent(Protocol):
 
 def model_components(recipe: ModelRecipe) -> list[ModelComponent]:
     return [build(spec, f"model.components[{index}]") for index, spec in enumerate(recipe.components)]
-
-
-def is_preset(source: str) -> bool:
-    """Whether `load_model_and_processor` builds `source` fresh from a preset (the same test it makes)."""
-    return source in PRESETS and not Path(source).exists()
 
 
 def build_model(recipe: ModelRecipe) -> tuple[SalmonnO1ForConditionalGeneration, SalmonnO1Processor]:

@@ -220,7 +220,8 @@ _BOUNDS = [
     ("run", "log_every", 1, None), ("run", "save_every", 1, None), ("run", "keep_last", 1, None),
     ("run", "eval_every", 0, None),
 ]
-_CHOICES = [("optim", "schedule", ("cosine", "linear", "constant")), ("run", "precision", ("no", "bf16", "fp16"))]
+SCHEDULES = ("cosine", "linear", "constant")  # OptimRecipe.schedule
+_CHOICES = [("optim", "schedule", SCHEDULES), ("run", "precision", ("no", "bf16", "fp16"))]
 
 
 def validate_recipe(recipe: Recipe) -> None:

@@ -40,12 +40,12 @@ from salmonn_o1.processor import SalmonnO1Processor
 from salmonn_o1.train.batching import PlannedBatches
 from salmonn_o1.train.model_setup import export_model
 from salmonn_o1.train.objective import Objective
-from salmonn_o1.train.recipe import Recipe
+from salmonn_o1.train.recipe import SCHEDULES, Recipe
 
 CHECKPOINT_PREFIX = "checkpoint-"
-# A bad example, skipped and counted: one the dataset marks (`SkipExample`), or unusable input
+# Besides the examples the dataset marks (`SkipExample`), unusable input is skipped and counted
 # (a missing or corrupt media file, a malformed record). Anything else is a bug and stops the run.
-SKIPPABLE = (SkipExample, MediaError, DataError)
+UNUSABLE_INPUT = (MediaError, DataError)
 
 
 @dataclass
@@ -71,7 +71,7 @@ class GuardedExamples(Dataset):
             return name, self.dataset[position]
         except SkipExample as exc:
             return name, Skipped(name, str(exc))
-        except SKIPPABLE as exc:
+        except UNUSABLE_INPUT as exc:
             return name, Skipped(name, f"{type(exc).__name__}: {exc}")
 
 
@@ -90,9 +90,8 @@ class GuardedCollate:
 
 def lr_lambda(recipe: Recipe) -> Callable[[int], float]:
     optim = recipe.optim
-    schedules = ("cosine", "linear", "constant")
-    if optim.schedule not in schedules:
-        raise RecipeError(f"optim.schedule: {optim.schedule!r} is not one of {', '.join(schedules)}")
+    if optim.schedule not in SCHEDULES:
+        raise RecipeError(f"optim.schedule: {optim.schedule!r} is not one of {', '.join(SCHEDULES)}")
 
     def factor(step: int) -> float:
         if step < optim.warmup_steps:
