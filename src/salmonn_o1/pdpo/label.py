@@ -81,9 +81,7 @@ class LabelRecord:
     cost: Cost
 
     def to_dict(self) -> dict[str, Any]:
-        q = self.question
-        return {"id": q.id, "question": q.question, "options": q.options, "reference": q.reference,
-                "prompt": self.prompt, "media": q.media, "selection": self.selection,
+        return {**self.question.to_dict(), "prompt": self.prompt, "selection": self.selection,
                 "steps": [s.to_dict() for s in self.steps], "cost": self.cost.to_dict()}
 
     @classmethod

@@ -41,6 +41,11 @@ class PDPOQuestion:
     def target(self) -> Target:
         return Target(self.reference, list(self.options))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields every stage record starts with (the prompt as asked, for readers of the files)."""
+        return {"id": self.id, "question": self.question, "options": self.options, "reference": self.reference,
+                "prompt": self.prompt, "media": self.media}
+
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> PDPOQuestion:
         """From any stage record (they all start with the question's fields)."""

@@ -67,9 +67,7 @@ class QuestionRollout:
         return bool(self.paths) and self.num_correct < len(self.paths)
 
     def to_dict(self) -> dict[str, Any]:
-        q = self.question
-        return {"id": q.id, "question": q.question, "options": q.options, "reference": q.reference,
-                "prompt": q.prompt, "media": q.media, "num_paths": len(self.paths), "num_correct": self.num_correct,
+        return {**self.question.to_dict(), "num_paths": len(self.paths), "num_correct": self.num_correct,
                 "kept": self.kept, "paths": [asdict(p) for p in self.paths], "cost": self.cost.to_dict()}
 
     @classmethod

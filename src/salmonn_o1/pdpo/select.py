@@ -67,11 +67,9 @@ class SelectRecord:
     note: str = ""  # why no scores were computed (e.g. frames noise on an audio-only input)
 
     def to_dict(self) -> dict[str, Any]:
-        q = self.question
-        record = {"id": q.id, "question": q.question, "options": q.options, "reference": q.reference,
-                  "prompt": q.prompt, "media": q.media, "num_paths": self.num_paths,
-                  "num_correct": self.num_correct, "kept": self.kept, "selection": self.selection,
-                  "paths": [asdict(p) for p in self.paths], "cost": self.cost.to_dict()}
+        record = {**self.question.to_dict(), "num_paths": self.num_paths, "num_correct": self.num_correct,
+                  "kept": self.kept, "selection": self.selection, "paths": [asdict(p) for p in self.paths],
+                  "cost": self.cost.to_dict()}
         if self.note:
             record["note"] = self.note
         return record
