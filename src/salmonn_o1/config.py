@@ -76,9 +76,11 @@ class SalmonnO1Config(PreTrainedConfig):
     audio_final_mlp: bool = True
     max_audio_chunks: int = 200
     # Whisper chunks (30 s each) encoded per encoder call; None = all chunks of a batch at once.
-    # Bounds the encoder's activations on long clips (peak memory flat in video length); the
-    # tokens are the same. Run-time only: older config.json files without it get this default.
-    audio_encode_batch_size: int | None = 4
+    # Bounds the encoder's activations on long clips, so peak memory stays flat in video length
+    # (a Whisper-large-v3 chunk holds ~140 MB of activations on a CPU; docs/performance.md); the
+    # tokens are the same. 1 keeps a 10-minute clip at a 30 s clip's peak; a GPU may take more
+    # for throughput. Run-time only: an older config.json without it gets this default.
+    audio_encode_batch_size: int | None = 1
 
     # How audio and visual tokens are laid out (see salmonn_o1.model.interleave).
     interleave_mode: str = "aligned"

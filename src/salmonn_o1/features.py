@@ -16,8 +16,9 @@ from transformers import WhisperFeatureExtractor
 
 from salmonn_o1.media_types import SAMPLE_RATE
 
-# Whisper chunks featurised per extractor call (bounds its transient memory; values do not depend on it).
-FEATURE_GROUP_CHUNKS = 4
+# Whisper chunks featurised per extractor call: bounds its transient memory (STFT, padded copies), which
+# grows by tens of MB per chunk in a call; the values do not depend on it.
+FEATURE_GROUP_CHUNKS = 1
 
 
 def frames_to_pixel_values(
