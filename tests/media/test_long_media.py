@@ -122,7 +122,7 @@ def test_features_in_groups_are_identical(decoded_audio, mel):
     if mel == 128:
         audio = audio[: 65 * SAMPLE_RATE]  # the wide extractor on at most three chunks keeps the test quick
     reference = old_audio_to_features(audio, mel)
-    for group in (1, 3, features_module.FEATURE_GROUP_CHUNKS):
+    for group in sorted({3, features_module.FEATURE_GROUP_CHUNKS}):
         assert torch.equal(audio_to_features(audio, mel, group_chunks=group), reference)
 
 
@@ -162,19 +162,19 @@ def test_encoder_calls_are_bounded(tiny):
     model, _ = tiny
     sizes: list[int] = []
     handle = model.audio_encoder.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
-    features = torch.randn(10, model.config.num_mel_bins, model.config.mel_frames_per_chunk)
+    features = torch.randn(6, model.config.num_mel_bins, model.config.mel_frames_per_chunk)
     try:
         with torch.no_grad():
             whole = model.encode_audio(features, batch_size=None)
-            assert sizes == [10]
-            for batch, expected in ((4, [4, 4, 2]), (3, [3, 3, 3, 1]), (32, [10])):
+            assert sizes == [6]
+            for batch, expected in ((4, [4, 2]), (3, [3, 3]), (32, [6])):
                 sizes.clear()
                 tokens = model.encode_audio(features, batch_size=batch)
                 assert sizes == expected
                 torch.testing.assert_close(tokens, whole, rtol=0, atol=1e-5)
             sizes.clear()
             model.encode_audio(features)  # the config's batch size
-            assert sizes == [model.config.audio_encode_batch_size] * 10
+            assert sizes == [model.config.audio_encode_batch_size] * 6
     finally:
         handle.remove()
 
