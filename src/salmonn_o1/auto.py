@@ -23,8 +23,10 @@ inputs).
 from __future__ import annotations
 
 import sys
-from importlib.machinery import ModuleSpec
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
 
 MODEL_TYPE = "salmonn_o1"
 CONFIG_CLASS = "SalmonnO1Config"
