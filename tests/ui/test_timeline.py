@@ -15,6 +15,7 @@ from salmonn_o1.ui.timeline import (
     frame_strip,
     highlighted_frames,
     log_mel_image,
+    timeline,
 )
 
 
@@ -95,14 +96,22 @@ def test_log_mel_image_joins_chunks_and_cuts_to_the_duration():
     assert image.shape == (4, 3500) and image[0, 2999] == 1.0 and image[0, 3000] == 2.0
 
 
-def test_frame_strip_frames_the_highlighted_thumbnails():
+def test_frame_strip_lays_frames_on_the_time_axis_and_marks_the_pointed_one():
     frames = np.zeros((4, 48, 64, 3), np.uint8)
-    strip = frame_strip(frames, [0.0, 0.5, 1.0, 1.5], [(0.6, 0.6)], duration=2.0, thumb_height=30)
-    pixels = np.asarray(strip)
-    thumb_width, gap = 40, 4  # 30 * 64 / 48; 4 px between thumbnails, the frame drawn 2 px into the gap
-    assert pixels.shape[1] == gap + 4 * (thumb_width + gap)
-    second = gap + (thumb_width + gap)  # the frame shown from 0.5 s to 1.0 s
-    assert _columns_with(strip, HIGHLIGHT, slice(0, 6)) == list(range(second - 2, second + thumb_width + 2))
+    strip = frame_strip(frames, [0.0, 0.5, 1.0, 1.5], [(0.6, 0.6)], duration=2.0, width=201)
+    assert strip.width == 201
+    # 100 columns a second: the frame shown from 0.5 s to 1.0 s fills columns 50 to 99
+    assert _columns_with(strip, HIGHLIGHT, slice(0, 8)) == list(range(50, 100))
+    none = frame_strip(frames, [0.0, 0.5, 1.0, 1.5], [(5.0, 6.0)], duration=2.0, width=201)
+    assert _columns_with(none, HIGHLIGHT, slice(0, none.height)) == []
+
+
+def test_timeline_stacks_the_strip_over_the_audio():
+    strip = frame_strip(np.zeros((2, 48, 64, 3), np.uint8), [0.0, 0.5], [], duration=1.0, width=300)
+    audio = audio_picture(np.zeros((8, 100)), 1.0, [(0.2, 0.4)], width=300, height=30)
+    both = timeline(strip, audio)
+    assert both.size == (300, strip.height + audio.height)
+    assert _columns_with(both, HIGHLIGHT, slice(strip.height, strip.height + 8)) == list(range(60, 121))
 
 
 def test_axis_clamps_and_widens_moments():

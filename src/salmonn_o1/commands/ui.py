@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int_at_least(1), default=7860, help="default: 7860")
     parser.add_argument("--threads", type=int_at_least(1), default=None,
                         help="CPU threads for torch (default: torch's own choice)")
+    parser.add_argument("--max-new-tokens", type=int_at_least(1), default=512,
+                        help="the page's starting limit for the reasoning turn (default: 512, as ask)")
     parser.add_argument("--max-upload-mb", type=int_at_least(1), default=200,
                         help="largest video the page accepts, in MiB (default: 200)")
     parser.set_defaults(func=run)
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None:  # ask's note, less its --quiet hint
         note = DEFAULT_MODEL_NOTE.removeprefix("note: ").removesuffix("; --quiet hides this note.") + "."
     app = build_app(pipeline, model_note=note, max_upload_mb=args.max_upload_mb,
-                    model_name=args.model or "the shipped miniature model")
+                    model_name=args.model or "the shipped miniature model",
+                    max_new_tokens=args.max_new_tokens)
     print(f"salmonn-o1 ui: serving on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
     launch(app, args.host, args.port, args.max_upload_mb)
     return 0

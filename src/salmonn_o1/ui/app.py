@@ -26,11 +26,14 @@ import numpy as np
 from salmonn_o1.errors import SalmonnError
 from salmonn_o1.prompts import END_OF_STEP
 from salmonn_o1.reasoning import split_steps
-from salmonn_o1.ui.timeline import Span, audio_picture, find_mentions, frame_strip, log_mel_image
+from salmonn_o1.ui.timeline import Span, audio_picture, find_mentions, frame_strip, log_mel_image, timeline
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "assets" / "sample"
 SAMPLE_ITEMS = ("item.json", "clip-miss.json", "sound-order.json")
 ALL_STEPS = "all steps"
+TIMELINE_CAPTION = ("**Timeline**: the frames the model sees, each at its time; under them the audio it hears "
+                    "(log-mel), ticks at its 0.2 s windows, a blue line at each 30 s chunk boundary. "
+                    "Yellow: the times the reasoning steps mention.")
 
 CSS = """
 #steps ol { padding-left: 1.5em; }
@@ -122,7 +125,7 @@ def media_facts(features, config) -> dict[str, Any]:
 def facts_markdown(facts: dict[str, Any], result=None) -> str:
     """The media facts, and once answered the token counts and timings, as a small table."""
     rate = facts["frames_per_second"]
-    rows = [("duration", f"{facts['duration_s']:.1f} s"),
+    rows = [("duration", f"{facts['duration_s']:.1f} s ({facts['kind']})"),
             ("frames used", f"{facts['frames']}" + (f" ({rate:g} per second)" if rate else ""))]
     if facts["audio"]:
         rows.append(("audio", f"yes: {facts['audio_chunks']} chunk(s) of 30 s, {facts['audio_windows']} windows "
@@ -137,7 +140,7 @@ def facts_markdown(facts: dict[str, Any], result=None) -> str:
         t = result.timings
         rows.append(("time", f"encode {t['encode_s']:.2f} s, reasoning {t['reasoning_s']:.2f} s, "
                              f"answer {t['answer_s']:.2f} s, total {t['total_s']:.2f} s"))
-    return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return "\n".join(f"- **{k}**: {v}" for k, v in rows)
 
 
 def visible_steps(text: str) -> list[str]:
@@ -185,20 +188,25 @@ def spans_of(steps: list[str], focus: str = ALL_STEPS) -> list[Span]:
     return [span for step in steps for span in find_times(step)]
 
 
-def pictures(media: Media, spans: list[Span]):
+def picture(media: Media, spans: list[Span]):
+    """The frame strip over the audio picture, `spans` highlighted on both."""
     strip = frame_strip(media.frames, media.frame_times, spans, media.duration) if media.frames is not None else None
-    audio = audio_picture(media.mel, media.duration, spans)
-    return strip, audio
+    return timeline(strip, audio_picture(media.mel, media.duration, spans))
 
 
 def status_html(kind: str, text: str) -> str:
     return f'<p class="{kind}">{html.escape(text)}</p>'
 
 
-def answer_markdown(answer: str | None, answer_text: str) -> str:
+def answer_markdown(answer: str | None, answer_text: str, options: list[str] | None) -> str:
+    """The answer as `ask` reads it; a letter is shown with its option ("B. a red triangle")."""
     if answer is None:
         return f"**Answer: unreadable** (the model's answer turn said: {answer_text!r})"
-    return f"## Answer: {answer}"
+    from salmonn_o1.prompts import OPTION_LETTERS, format_options
+
+    lines = format_options(options).splitlines() if options else []
+    index = OPTION_LETTERS.find(answer) if len(answer) == 1 else -1
+    return f"## Answer: {lines[index] if 0 <= index < len(lines) else answer}"
 
 
 class Answerer:
@@ -211,18 +219,17 @@ class Answerer:
 
     def run(self, video, question, options_text, reasoning, temperature, top_p, max_new_tokens,
             answer_max_new_tokens, seed, k) -> Iterator[tuple]:
-        """Yields (status, facts, strip, audio, steps, answer, votes, focus choices, media state, steps state)."""
+        """Yields (status, facts, timeline, steps, answer, votes, focus, media state, steps state) updates."""
         import gradio as gr
         import pandas as pd
 
-        blank = (None, None, "", "", gr.update(visible=False), gr.update(choices=[ALL_STEPS], value=ALL_STEPS),
-                 None, [])
         options = parse_options(options_text)
         try:
             check_question(question, options)
             media = load_media(self.pipeline, video, self.max_bytes)
         except SalmonnError as error:
-            yield (status_html("error", str(error)), "", *blank)
+            yield (status_html("error", str(error)), "", None, "", "", gr.update(visible=False),
+                   gr.update(choices=[ALL_STEPS], value=ALL_STEPS), None, [])
             return
         k = int(k)
         sampling = temperature is not None and float(temperature) > 0
@@ -231,37 +238,39 @@ class Answerer:
                       "top_p": float(top_p), "seed": int(seed)}
         notice = "" if media.facts["audio"] else " The file has no audio track: the model hears silence."
         kind = "warning" if notice else "info"
-        strip, audio = pictures(media, [])
-        working = f"Sampling {k} reasoning paths for Major@{k}..." if k > 1 else "Reasoning..."
-        yield (status_html(kind, working + notice), facts_markdown(media.facts), strip, audio,
-               steps_html([], streaming=True), "", gr.update(visible=False), gr.update(), media, [])
+        drawn: dict[tuple, Any] = {}
 
+        def draw(steps: list[str]):  # redrawn only when the highlighted spans change, not on every token
+            spans = tuple(spans_of(steps))
+            if spans not in drawn:
+                drawn.clear()
+                drawn[spans] = picture(media, list(spans))
+            return drawn[spans]
+
+        working = f"Sampling {k} reasoning paths for Major@{k}..." if k > 1 else "Reasoning..."
+        no_votes = gr.update(visible=False)
+        yield (status_html(kind, working + notice), facts_markdown(media.facts), draw([]),
+               steps_html([], streaming=True), "", no_votes, gr.update(), media, [])
         with self.lock:
             if k > 1:
                 majority = self.pipeline.ask_majority(media.features, question, options, k=k, **generation)
-                chosen = next((r for r in majority.results if r.answer == majority.answer), majority.results[0])
+                result = next((r for r in majority.results if r.answer == majority.answer), majority.results[0])
                 votes = pd.DataFrame({"answer": list(majority.counts), "votes": list(majority.counts.values())})
-                answer = answer_markdown(majority.answer, chosen.answer_text)
-                answer += f"\n\n{sum(majority.counts.values())} of {k} paths gave a readable answer; the steps " \
-                          "shown are the first path that gave the majority's answer."
-                result, steps = chosen, chosen.steps
+                answer = answer_markdown(majority.answer, result.answer_text, options) + (
+                    f"\n\nMajor@{k}: {sum(majority.counts.values())} of {k} paths gave a readable answer; the "
+                    "steps shown are the first path that gave the majority's answer.")
                 vote_update = gr.update(value=votes, visible=True)
             else:
-                result = None
                 for steps, result in self._stream(media, question, options, bool(reasoning), generation):
                     if result is None:
-                        strip, audio = pictures(media, spans_of(steps))
-                        yield (status_html(kind, working + notice), facts_markdown(media.facts), strip, audio,
-                               steps_html(steps, streaming=True), "", gr.update(visible=False), gr.update(),
-                               media, steps)
-                steps = result.steps
-                answer = answer_markdown(result.answer, result.answer_text)
-                vote_update = gr.update(visible=False)
-        strip, audio = pictures(media, spans_of(steps))
+                        yield (status_html(kind, working + notice), facts_markdown(media.facts), draw(steps),
+                               steps_html(steps, streaming=True), "", no_votes, gr.update(), media, steps)
+                answer = answer_markdown(result.answer, result.answer_text, options)
+                vote_update = no_votes
+        steps = result.steps
         choices = [ALL_STEPS] + [f"step {i}" for i in range(1, len(steps) + 1)]
-        done = "Done." + notice
-        yield (status_html(kind, done), facts_markdown(media.facts, result), strip, audio, steps_html(steps), answer,
-               vote_update, gr.update(choices=choices, value=ALL_STEPS), media, steps)
+        yield (status_html(kind, "Done." + notice), facts_markdown(media.facts, result), draw(steps),
+               steps_html(steps), answer, vote_update, gr.update(choices=choices, value=ALL_STEPS), media, steps)
 
     def _stream(self, media: Media, question, options, reasoning: bool, generation: dict):
         """(steps so far, None) each time the reasoning text grows by a step or a line, then (steps, result)."""
@@ -297,13 +306,12 @@ class Answerer:
 
 
 def refocus(media: Media | None, steps: list[str], focus: str):
-    """Redraw the pictures for the spans of one step (or all)."""
-    if media is None:
-        return None, None
-    return pictures(media, spans_of(steps or [], focus))
+    """Redraw the timeline for the spans of one step (or of all)."""
+    return None if media is None else picture(media, spans_of(steps or [], focus))
 
 
-def build_app(pipeline, model_note: str | None = None, max_upload_mb: int = 200, model_name: str = ""):
+def build_app(pipeline, model_note: str | None = None, max_upload_mb: int = 200, model_name: str = "",
+              max_new_tokens: int = 512):
     """The gradio Blocks page around one loaded pipeline."""
     import gradio as gr
 
@@ -325,17 +333,17 @@ def build_app(pipeline, model_note: str | None = None, max_upload_mb: int = 200,
                     reasoning = gr.Checkbox(True, label="reasoning (two turns: steps, then the answer)")
                     temperature = gr.Slider(0, 2, value=0, step=0.05, label="temperature (0: greedy)")
                     top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="top-p")
-                    max_new_tokens = gr.Slider(16, 2048, value=512, step=16, label="reasoning max new tokens")
+                    max_new_tokens = gr.Slider(1, max(2048, max_new_tokens), value=max_new_tokens, step=1,
+                                               label="reasoning max new tokens")
                     answer_max_new_tokens = gr.Slider(8, 256, value=64, step=8, label="answer max new tokens")
                     seed = gr.Number(0, precision=0, label="seed")
                     k = gr.Slider(1, 32, value=1, step=1, label="Major@k: sampled paths to vote over (1: one answer)")
                 ask = gr.Button("Ask", variant="primary", elem_id="ask")
             with gr.Column(scale=3):
                 status = gr.HTML(elem_id="status")
-                strip = gr.Image(label="frames the model sees (highlighted: times the steps mention)",
-                                 type="pil", interactive=False, elem_id="frames")
-                audio = gr.Image(label="audio (log-mel) with its 0.2 s windows and 30 s chunks", type="pil",
-                                 interactive=False, elem_id="audio")
+                gr.Markdown(TIMELINE_CAPTION)
+                picture_box = gr.Image(show_label=False, type="pil", interactive=False, elem_id="timeline",
+                                       buttons=["download", "fullscreen"])
                 focus = gr.Radio([ALL_STEPS], value=ALL_STEPS, label="highlight the times of", elem_id="focus")
                 steps = gr.HTML(label="reasoning", elem_id="steps")
                 answer = gr.Markdown(elem_id="answer")
@@ -346,9 +354,9 @@ def build_app(pipeline, model_note: str | None = None, max_upload_mb: int = 200,
         ask.click(answerer.run,
                   inputs=[video, question, options, reasoning, temperature, top_p, max_new_tokens,
                           answer_max_new_tokens, seed, k],
-                  outputs=[status, facts, strip, audio, steps, answer, votes, focus, media_state, steps_state],
+                  outputs=[status, facts, picture_box, steps, answer, votes, focus, media_state, steps_state],
                   concurrency_limit=1)
-        focus.change(refocus, inputs=[media_state, steps_state, focus], outputs=[strip, audio])
+        focus.change(refocus, inputs=[media_state, steps_state, focus], outputs=[picture_box])
     return app
 
 

@@ -115,17 +115,18 @@ def highlighted_frames(frame_times: Sequence[float], spans: Sequence[Span], dura
     frame shown at 9.0 s even when the frames were sampled at 8.5 s and 9.5 s.
     """
     times = [float(t) for t in frame_times]
-    hits = set()
-    for i, start in enumerate(times):
-        end = times[i + 1] if i + 1 < len(times) else max(duration, start)
-        for a, b in spans:
-            if a == b and (start <= a < end or (i == len(times) - 1 and start <= a <= end)):
-                hits.add(i)
-            elif a < b and a < end and b > start:
-                hits.add(i)
-            elif a < b and start == end and a <= start <= b:
-                hits.add(i)
-    return sorted(hits)
+    stretches = [(t, times[i + 1] if i + 1 < len(times) else max(duration, t)) for i, t in enumerate(times)]
+    last = len(times) - 1
+    return [i for i, (start, end) in enumerate(stretches)
+            if any(_overlaps(span, start, end, closed=i == last) for span in spans)]
+
+
+def _overlaps(span: Span, start: float, end: float, closed: bool) -> bool:
+    """Whether a span touches the stretch [start, end) ([start, end] for the last frame, which holds the end)."""
+    a, b = span
+    if a == b:
+        return start <= a < end or (closed and start <= a <= end)
+    return (a < end and b > start) or (start == end and a <= start <= b)
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -133,36 +134,54 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def frame_strip(frames: np.ndarray, frame_times: Sequence[float], spans: Sequence[Span] = (),
-                duration: float | None = None, thumb_height: int = 72, max_width: int = 1600) -> Image.Image:
-    """The sampled frames side by side, each over its timestamp; highlighted ones framed in HIGHLIGHT.
+                duration: float | None = None, width: int = 1200, max_thumb_height: int = 80) -> Image.Image:
+    """The sampled frames on the time axis the audio picture uses (`Axis(duration, width)`).
 
-    frames: (F, H, W, 3) uint8. Thumbnails shrink so the strip fits `max_width` (a 60-frame video
-    stays one row); the label under each is its time in seconds.
+    Frame i fills the columns of its stretch (its timestamp to the next frame's), so the frames
+    line up with the sounds drawn below them; its time is written under it where there is room.
+    A frame a span points at (`highlighted_frames`) gets a HIGHLIGHT band over its stretch and a
+    HIGHLIGHT frame around it. frames: (F, H, W, 3) uint8.
     """
     count = int(frames.shape[0])
-    if count == 0:
-        return Image.new("RGB", (max_width, thumb_height), BACKGROUND)
-    height, width = frames.shape[1:3]
-    gap, border, label = 4, 3, 16
-    thumb_width = max(8, min(int(round(thumb_height * width / height)), (max_width - gap) // count - gap))
-    thumb_height_fit = max(8, int(round(thumb_width * height / width)))
-    strip = Image.new("RGB", (gap + count * (thumb_width + gap), thumb_height_fit + 2 * border + label + gap),
-                      BACKGROUND)
+    times = [float(t) for t in frame_times]
+    duration = float(duration if duration is not None else (times[-1] if times else 0.0))
+    band, border, label = 10, 2, 14
+    if count == 0 or duration <= 0:
+        return Image.new("RGB", (width, band + max_thumb_height + label), BACKGROUND)
+    axis = Axis(duration, width)
+    height, frame_width = frames.shape[1:3]
+    slots = [(axis.x(t), axis.x(times[i + 1]) if i + 1 < count else width) for i, t in enumerate(times)]
+    widest = max(right - left for left, right in slots)
+    thumb_height = max(8, min(max_thumb_height, int(round((widest - 2 * border - 1) * height / frame_width))))
+    strip = Image.new("RGB", (width, band + thumb_height + 2 * border + label), BACKGROUND)
     draw = ImageDraw.Draw(strip)
-    lit = set(highlighted_frames(frame_times, spans, duration if duration is not None else float(frame_times[-1])))
-    font = _font(11)
-    for i in range(count):
-        left = gap + i * (thumb_width + gap)
+    lit = set(highlighted_frames(times, spans, duration))
+    font = _font(13)
+    next_free = 0  # the first column a label may start at (labels never overlap)
+    for i, (left, right) in enumerate(slots):
+        thumb_width = max(2, min(right - left - 2 * border - 1, int(round(thumb_height * frame_width / height))))
         if i in lit:
-            draw.rectangle([left - border + 1, gap - border + 1, left + thumb_width + border - 2,
-                            gap + thumb_height_fit + border - 2], fill=HIGHLIGHT)
-        thumb = Image.fromarray(frames[i]).resize((thumb_width, thumb_height_fit), Image.BILINEAR)
-        strip.paste(thumb, (left, gap))
-        text = f"{float(frame_times[i]):.1f}s"
-        text_width = draw.textlength(text, font=font)
-        draw.text((left + (thumb_width - text_width) / 2, gap + thumb_height_fit + border + 1), text,
-                  fill=HIGHLIGHT if i in lit else TEXT, font=font)
+            draw.rectangle([left, 0, right - 1, band - 2], fill=HIGHLIGHT)
+            draw.rectangle([left, band, left + thumb_width + 2 * border - 1, band + thumb_height + 2 * border - 1],
+                           fill=HIGHLIGHT)
+        thumb = Image.fromarray(frames[i]).resize((thumb_width, thumb_height), Image.BILINEAR)
+        strip.paste(thumb, (left + border, band + border))
+        text = f"{times[i]:g}s"
+        if left >= next_free:
+            draw.text((left + border, band + thumb_height + 2 * border), text,
+                      fill=HIGHLIGHT if i in lit else TEXT, font=font)
+            next_free = left + border + draw.textlength(text, font=font) + 4
     return strip
+
+
+def timeline(strip: Image.Image | None, audio: Image.Image) -> Image.Image:
+    """The frame strip over the audio picture: one picture, one time axis."""
+    if strip is None:
+        return audio
+    both = Image.new("RGB", (max(strip.width, audio.width), strip.height + audio.height), BACKGROUND)
+    both.paste(strip, (0, 0))
+    both.paste(audio, (0, strip.height))
+    return both
 
 
 def log_mel_image(input_features: np.ndarray, duration: float, frames_per_second: float = 100.0) -> np.ndarray:
@@ -194,7 +213,7 @@ def audio_picture(mel: np.ndarray | None, duration: float, spans: Sequence[Span]
         rgb = (colormaps["magma"](scaled)[..., :3] * 255).astype(np.uint8)
         picture.paste(Image.fromarray(rgb).resize((width, height), Image.BILINEAR), (0, top))
     draw = ImageDraw.Draw(picture)
-    font = _font(11)
+    font = _font(13)
     if mel is None:
         draw.text((8, top + height / 2 - 6), "no audio track: the model hears silence", fill=TEXT, font=font)
     ruler_top = top + height
