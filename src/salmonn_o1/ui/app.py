@@ -92,8 +92,8 @@ def load_media(pipeline, path: str | None, max_bytes: int) -> Media:
         raise MediaError(f"{file.name}: no such file")
     size = file.stat().st_size
     if size > max_bytes:
-        raise MediaError(f"{file.name}: {size / 2**20:.1f} MiB is over this page's limit of "
-                         f"{max_bytes / 2**20:.0f} MiB (salmonn-o1 ui --max-upload-mb)")
+        raise MediaError(f"{file.name}: the file is larger than this page's limit of {max_bytes / 2**20:g} MiB "
+                         "(salmonn-o1 ui --max-upload-mb)")
     decoded = pipeline.processor.load_media(str(file))
     features = pipeline.features(decoded)
     config = pipeline.processor.config

@@ -145,7 +145,7 @@ def frame_strip(frames: np.ndarray, frame_times: Sequence[float], spans: Sequenc
     count = int(frames.shape[0])
     times = [float(t) for t in frame_times]
     duration = float(duration if duration is not None else (times[-1] if times else 0.0))
-    band, border, label = 10, 2, 14
+    band, border, label = 10, 2, 17
     if count == 0 or duration <= 0:
         return Image.new("RGB", (width, band + max_thumb_height + label), BACKGROUND)
     axis = Axis(duration, width)
@@ -202,7 +202,7 @@ def audio_picture(mel: np.ndarray | None, duration: float, spans: Sequence[Span]
     boundary, and HIGHLIGHT bands above and below the picture each span (a moment: 3 px).
     """
     axis = Axis(duration, width)
-    ruler, band, label = 8, 10, 14
+    ruler, band, label = 8, 10, 17
     top = band
     picture = Image.new("RGB", (width, top + height + ruler + band + label), BACKGROUND)
     if mel is not None and mel.size:
