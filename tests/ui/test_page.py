@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import html
 import json
+import socket
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -139,3 +142,14 @@ def test_one_step_in_focus_highlights_only_its_times(answerer):
     # the frame shown from 8.0 s to 8.5 s, and the 3-column moment mark at 8.0 s on the audio
     assert (columns.min(), columns.max()) == (axis.x(8.0) - 1, axis.x(8.5) - 1)
     assert not (np.asarray(refocus(media, steps, "step 2")) == np.array(HIGHLIGHT, np.uint8)).all(-1).any()
+
+
+def test_a_taken_port_is_one_error_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "salmonn_o1", "ui", "--port", str(port), "--device", "cpu"],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"salmonn-o1 ui: error: cannot serve on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from salmonn_o1.commands.common import add_model_arguments, int_at_least
 
@@ -17,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ui", help="a browser page: watch a video, ask, see the reasoning on its timeline")
     add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int_at_least(1), default=7860, help="default: 7860")
+    parser.add_argument("--port", type=port_number, default=7860, help="default: 7860")
     parser.add_argument("--threads", type=int_at_least(1), default=None,
                         help="CPU threads for torch (default: torch's own choice)")
     parser.add_argument("--max-new-tokens", type=int_at_least(1), default=512,
@@ -25,6 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-upload-mb", type=int_at_least(1), default=200,
                         help="largest video the page accepts, in MiB (default: 200)")
     parser.set_defaults(func=run)
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    value = int_at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be <= 65535, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     app = build_app(pipeline, model_note=note, max_upload_mb=args.max_upload_mb,
                     model_name=args.model or "the shipped miniature model",
                     max_new_tokens=args.max_new_tokens)
-    print(f"salmonn-o1 ui: serving on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    launch(app, args.host, args.port, args.max_upload_mb)
+    try:
+        launch(app, args.host, args.port, args.max_upload_mb)
+    except OSError as error:  # gradio's "Cannot find empty port": the port is taken or the host is not ours
+        raise SalmonnError(f"cannot serve on {args.host}:{args.port}: {error}") from error
     return 0
