@@ -158,8 +158,12 @@ class Decoder:
             raise ValueError("no stop ids: build the Decoder with ProtocolIds.from_tokenizer(tokenizer)")
         state, rows, media = self._prefill_shared(rows, media)
         embeds, mask = self.embed(rows, media)
-        return decode(self.model, embeds, mask, sampling, stop_ids, self.ids.pad_id, state=state,
-                      on_token=on_token, drop_finished=self.drop_finished)
+        result = decode(self.model, embeds, mask, sampling, stop_ids, self.ids.pad_id, state=state,
+                        on_token=on_token, drop_finished=self.drop_finished)
+        if state is not None:
+            result.positions += state.tokens_fed  # the prefix, prefilled once
+            result.forward_passes += 1
+        return result
 
     def shared_prefix(self, rows: Rows, media: Media, leave: int = 1) -> SharedPrefix | None:
         """The rows' common prefix when it is worth prefilling once (several rows, >= min_shared_prefix)."""

@@ -101,10 +101,11 @@ def test_the_shared_prefix_is_prefilled_once_and_only_next_token_logits_are_comp
         forwards.close()
     longest_rest = max(len(r) for r in rows) - prefix.length
     assert forwards.inputs[:2] == [(1, prefix.length), (4, longest_rest)]
+    assert len(forwards.inputs) == result.forward_passes
     assert prefix.length > features[0].token_count  # the whole media went through the prefill once
     assert all(rows_ == 4 and positions == 1 for rows_, positions in forwards.inputs[2:])
     assert all(shape[1] == 1 for shape in forwards.logits)  # logits_to_keep=1 everywhere
-    assert result.positions == 4 * longest_rest + 4 * (result.forward_passes - 1)
+    assert result.positions == prefix.length + 4 * longest_rest + 4 * (result.forward_passes - 2)
 
 
 def test_rows_too_short_or_too_different_are_prefilled_whole(model, processor, tokenizer):
