@@ -1,11 +1,13 @@
 """The decoding path's savings change no result: a shared prefix prefilled once, finished rows out of
-the batch, and only the next token's logits computed, all decode what row-by-row decoding does."""
+the batch, only the next token's logits computed and a cache written in place, all decode what
+row-by-row decoding does."""
 
 import pytest
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from salmonn_o1.decoding import Decoder, SharedPrefix
-from salmonn_o1.generation import SamplingConfig
+from salmonn_o1.generation import GrowingLayer, SamplingConfig
 from salmonn_o1.processor import SalmonnO1Processor
 from salmonn_o1.prompts import format_question
 
@@ -159,3 +161,30 @@ def test_seeded_sampling_over_a_shared_prefix_repeats(model, processor, tokenize
     assert runs[0].tokens[0] != runs[0].tokens[4]  # the same question twice: two different samples
     answers = [shared.answer_turn(run, sampling).tokens for run in runs]
     assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("grow", [1, 3, 256])
+def test_the_growing_cache_layer_holds_what_a_concatenating_one_does(grow, monkeypatch):
+    monkeypatch.setattr(GrowingLayer, "GROW", grow)
+    ours, theirs = GrowingLayer(), DynamicLayer()
+    torch.manual_seed(0)
+
+    def step(length: int, batch: int):
+        k, v = torch.randn(batch, 2, length, 4), torch.randn(batch, 2, length, 4)
+        for a, b in zip(ours.update(k, v), theirs.update(k, v)):
+            assert torch.equal(a, b)
+
+    step(5, 1)
+    ours.batch_repeat_interleave(3)
+    theirs.batch_repeat_interleave(3)
+    for length in (1, 1, 4, 1):
+        step(length, 3)
+    index = torch.tensor([0, 2])
+    ours.batch_select_indices(index)
+    theirs.batch_select_indices(index)
+    step(1, 2)
+    ours.crop(-2)
+    theirs.crop(-2)
+    step(2, 2)
+    assert ours.get_seq_length() == theirs.get_seq_length() == 13
+    assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
