@@ -59,6 +59,8 @@ LAYER_OF = {
     "salmonn_o1.batch_inference": "inference",
     "salmonn_o1.train": "train",
     "salmonn_o1.pdpo": "pdpo",
+    # the HTTP server: above inference, beside the commands (`commands.serve` starts it)
+    "salmonn_o1.serve": "serve",
     "salmonn_o1.commands": "commands",
     "salmonn_o1.cli": "commands",
     "salmonn_o1.__main__": "commands",
@@ -77,8 +79,9 @@ MAY_IMPORT = {
     "pdpo": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo"},
     "synthetic_components": {"foundation", "config", "data", "synthetic", "model", "loading", "inference",
                              "train", "pdpo", "synthetic_components"},
+    "serve": {"foundation", "config", "data", "model", "loading", "inference", "serve"},
     "commands": {"foundation", "config", "data", "synthetic", "synthetic_components", "model", "loading",
-                 "inference", "train", "pdpo", "api", "commands"},
+                 "inference", "train", "pdpo", "api", "serve", "commands"},
     # the package root: the public API, imported lazily (PEP 562) from the layers below
     "api": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "api"},
 }
