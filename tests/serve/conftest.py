@@ -93,3 +93,25 @@ def pipeline():
     from salmonn_o1.inference import SalmonnO1Pipeline
 
     return SalmonnO1Pipeline.from_pretrained(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def reference(pipeline):
+    """`reference(path, question, options, **generation)`: the in-process pipeline's answer, each file decoded
+    once, on one thread (the server runs beside it on a small shared machine: two threads each would
+    oversubscribe the cores, and torch's spinning threads then run many times slower)."""
+    import torch
+
+    features = {}
+
+    def ask(path: Path, question: str, options: list[str] | None = None, **generation):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if path not in features:
+                features[path] = pipeline.features(path)
+            return pipeline.ask(features[path], question, options, **generation)
+        finally:
+            torch.set_num_threads(threads)
+
+    return ask

@@ -36,8 +36,8 @@ def collect(stream) -> tuple[str, str, list[str], object]:
 
 
 @pytest.fixture(scope="module")
-def expected(pipeline, counting_clip):
-    return pipeline.ask(counting_clip.path, counting_clip.question, counting_clip.options, **TOKENS)
+def expected(reference, counting_clip):
+    return reference(counting_clip.path, counting_clip.question, counting_clip.options, **TOKENS)
 
 
 def test_health_and_models_list_the_served_model(server):
@@ -75,8 +75,8 @@ def test_a_file_url_under_the_allowed_folder_is_read(server, counting_clip, expe
     assert response.choices[0].message.content == expected.answer_text
 
 
-def test_thinking_off_answers_directly(server, pipeline, counting_clip):
-    direct = pipeline.ask(counting_clip.path, counting_clip.question, counting_clip.options, reasoning=False,
+def test_thinking_off_answers_directly(server, reference, counting_clip):
+    direct = reference(counting_clip.path, counting_clip.question, counting_clip.options, reasoning=False,
                           **TOKENS)
     body = {"options": counting_clip.options, "chat_template_kwargs": {"enable_thinking": False}}
     client = server.client()
@@ -91,21 +91,20 @@ def test_thinking_off_answers_directly(server, pipeline, counting_clip):
     assert (reasoning, content) == ("", direct.answer_text)
 
 
-def test_without_the_videos_audio_the_answer_is_the_silent_videos(server, pipeline, media_dir):
+def test_without_the_videos_audio_the_answer_is_the_silent_videos(server, reference, media_dir, sound_clip):
     from serving import write_avr_clip
 
-    with_sound = write_avr_clip(media_dir / "sounds-again.mp4", 4)
     silent = write_avr_clip(media_dir / "sounds-silent.mp4", 4, audio=False)
-    alone = pipeline.ask(silent.path, silent.question, silent.options, **TOKENS)
-    heard = pipeline.ask(with_sound.path, with_sound.question, with_sound.options, **TOKENS)
+    alone = reference(silent.path, silent.question, silent.options, **TOKENS)
+    heard = reference(sound_clip.path, sound_clip.question, sound_clip.options, **TOKENS)
     response = server.client().chat.completions.create(
-        model=MODEL, messages=user_message(with_sound), **GREEDY,
-        extra_body={"options": with_sound.options, "mm_processor_kwargs": {"use_audio_in_video": False}})
+        model=MODEL, messages=user_message(sound_clip), **GREEDY,
+        extra_body={"options": sound_clip.options, "mm_processor_kwargs": {"use_audio_in_video": False}})
     assert extra(response.choices[0].message, "reasoning_content") == expected_steps(alone.steps)
     assert alone.reasoning != heard.reasoning, "the clip's sounds change what the model says"
 
 
-def test_an_audio_clip_alone_is_answered_as_the_pipeline_answers_it(server, pipeline, media_dir):
+def test_an_audio_clip_alone_is_answered_as_the_pipeline_answers_it(server, reference, media_dir):
     import sys
     from pathlib import Path
 
@@ -115,7 +114,7 @@ def test_an_audio_clip_alone_is_answered_as_the_pipeline_answers_it(server, pipe
     path = media_dir / "tones.wav"
     write_audio(path, [(0.0, 440.0), (1.0, 1000.0)], 2.0, 16_000, codec="pcm_s16le", container_format="wav")
     question = "Which sound played first?"
-    alone = pipeline.ask(path, question, **TOKENS)
+    alone = reference(path, question, **TOKENS)
     audio = {"type": "input_audio", "input_audio": {"data": base64.b64encode(path.read_bytes()).decode(),
                                                     "format": "wav"}}
     response = server.client().chat.completions.create(
