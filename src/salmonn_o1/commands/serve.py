@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="refuse larger request bodies, base64 media included (default: 64)")
     parser.add_argument("--max-batch-size", type=int_at_least(1), default=16, metavar="N",
                         help="rows (requests x n) decoded together (default: 16)")
-    parser.add_argument("--batch-wait-ms", type=float, default=10.0, metavar="MS",
-                        help="how long the oldest waiting request waits for others to join its batch (default: 10)")
+    parser.add_argument("--batch-wait-ms", type=float, default=30.0, metavar="MS",
+                        help="a batch starts once no request has arrived for this long (and at the latest 4x "
+                             "this after its first request; default: 30)")
     parser.add_argument("--max-tokens", type=int_at_least(1), default=512,
                         help="the reasoning turn's tokens when a request names no max_tokens (default: 512)")
     parser.add_argument("--answer-max-tokens", type=int_at_least(1), default=64,

@@ -13,6 +13,7 @@ whose body says only that the server failed (the traceback goes to the server's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -64,7 +65,7 @@ class ServeSettings:
     max_video_seconds: float | None = None
     max_request_bytes: int = 64 << 20
     max_batch_size: int = 16
-    batch_wait_s: float = 0.01
+    batch_wait_s: float = 0.03
     max_tokens: int = 512
     answer_max_tokens: int = 64
     media_cache_bytes: int = 256 << 20
@@ -151,7 +152,8 @@ def create_app(pipeline, settings: ServeSettings) -> FastAPI:
             raise APIError(f"the model `{body.model}` does not exist; this server serves `{settings.model_name}`",
                            status=404, param="model", code="model_not_found")
         plan = plan_chat(body, server.limits)
-        questions = await asyncio.get_running_loop().run_in_executor(server.media_pool, server.prepare, plan)
+        with server.batcher.preparing_request():
+            questions = await asyncio.get_running_loop().run_in_executor(server.media_pool, server.prepare, plan)
         reply = Reply(settings.model_name, plan, body.stream_options is not None and body.stream_options.include_usage)
         if body.stream:
             return StreamingResponse(_stream(server, reply, questions), media_type="text/event-stream",
@@ -197,8 +199,12 @@ async def _stream(server: Server, reply: Reply, questions: list[Question]) -> As
     """Server-sent events: the role, reasoning deltas, content deltas, the finish reason, [DONE]."""
     loop = asyncio.get_running_loop()
     tokens: asyncio.Queue = asyncio.Queue()
-    job = Job(questions, reply.plan.generation,
-              emit=lambda choice, token: loop.call_soon_threadsafe(tokens.put_nowait, (choice, token)))
+
+    def emit(choice: int | None, token: int | None) -> None:  # on the model thread
+        with contextlib.suppress(RuntimeError):  # a closed event loop (the server is stopping): nobody listens
+            loop.call_soon_threadsafe(tokens.put_nowait, (choice, token))
+
+    job = Job(questions, reply.plan.generation, emit=emit)
     try:
         _submit(server, job)
     except APIError as error:

@@ -4,8 +4,15 @@ The model answers a left-padded batch of B questions in far less than B times on
 (on CPU the small matrix products leave most of each core idle; on a GPU even more so), so requests
 that arrive together should be decoded together. Requests wait in one queue; the model thread
 takes the oldest and every later one with the same generation settings, up to `max_batch_size`
-rows, once the oldest has waited `wait_s` (a batch that would be full goes at once), and runs
-them as one `SalmonnO1Pipeline.ask_batch`. Only requests with equal settings share a batch:
+rows, and runs them as one `SalmonnO1Pipeline.ask_batch`. It starts a batch once the burst is
+over: no request has arrived for `wait_s` and none is still decoding its media (or the batch is
+full, or the oldest has waited `max_wait_s`). Clients that each send their next request when
+the last is answered come back a few milliseconds apart, not all at once; starting at the first
+of them would split them into a full batch and a small one, which costs nearly as much again
+(a batch's cost is mostly per step, not per row). And right after a batch the model thread
+waits (up to `max_wait_s`) for that batch's clients to come back before it starts the next:
+otherwise clients that happened to arrive during a batch keep forming a small batch of their
+own, batch after batch, while the others' requests are on their way. Only requests with equal settings share a batch:
 `ask_batch` decodes a batch with one `SamplingConfig`. A sampled request with a seed runs alone,
 so its samples depend on its seed only.
 
@@ -21,8 +28,9 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from salmonn_o1.inference import Question
@@ -100,12 +108,17 @@ class ServerClosing(Exception):
 class Batcher:
     """The queue and the model thread (`start`, `submit`, `stop`)."""
 
-    def __init__(self, pipeline, max_batch_size: int = 16, wait_s: float = 0.01):
+    def __init__(self, pipeline, max_batch_size: int = 16, wait_s: float = 0.03, max_wait_s: float | None = None):
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.pipeline = pipeline
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
+        self.max_wait_s = 4 * wait_s if max_wait_s is None else max_wait_s
+        self.preparing = 0  # requests whose media is being decoded (the server counts them)
+        self._last_arrival = 0.0
+        self._expected = 0  # rows expected back right after a batch (its clients' next requests)
+        self._expect_until = 0.0
         self._waiting: list[Job] = []
         self._changed = threading.Condition()
         self._stopping = False
@@ -134,8 +147,21 @@ class Batcher:
             if self._stopping:
                 raise ServerClosing("the server is shutting down")
             self._waiting.append(job)
+            self._last_arrival = job.submitted
             self._changed.notify_all()
         return job
+
+    @contextmanager
+    def preparing_request(self) -> Iterator[None]:
+        """Around a request's media decoding: a batch about to start waits a little for it."""
+        with self._changed:
+            self.preparing += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.preparing -= 1
+                self._changed.notify_all()
 
     @property
     def waiting(self) -> int:
@@ -161,12 +187,24 @@ class Batcher:
                     continue
                 batch = self._compatible(self._waiting[0])
                 rows = sum(len(job.questions) for job in batch)
-                left = self._waiting[0].submitted + self.wait_s - time.monotonic()
-                if left <= 0 or rows >= self.max_batch_size or batch[0].generation.alone:
+                if rows >= self.max_batch_size or batch[0].generation.alone:
+                    break
+                now = time.monotonic()
+                if now < self._expect_until:  # just after a batch: are its clients back?
+                    if rows >= self._expected:
+                        break
+                    self._changed.wait(self._expect_until - now)
+                    continue
+                quiet_at = self._last_arrival + self.wait_s  # no request for wait_s: the burst is over
+                if self.preparing > 0:  # requests decoding their media will want to join
+                    quiet_at = now + self.wait_s
+                left = min(quiet_at, self._waiting[0].submitted + self.max_wait_s) - now
+                if left <= 0:
                     break
                 self._changed.wait(left)
             for job in batch:
                 self._waiting.remove(job)
+            self._expect_until = 0.0
         started = [job for job in batch if job.future.set_running_or_notify_cancel()]
         self.stats["cancelled"] += len(batch) - len(started)
         return started
@@ -218,6 +256,10 @@ class Batcher:
             return
         finally:
             self.running_rows = 0
+            with self._changed:  # closed-loop clients send their next request as soon as they are answered
+                waiting = sum(len(job.questions) for job in self._waiting if job.generation == jobs[0].generation)
+                self._expected = min(self.max_batch_size, waiting + len(questions))
+                self._expect_until = time.monotonic() + self.max_wait_s
         log.debug("batch of %d requests, %d rows: %.2f s", len(jobs), len(questions), time.perf_counter() - started)
         self.stats["batches"] += 1
         self.stats["requests"] += len(jobs)

@@ -97,7 +97,7 @@ class MediaResolver:
     def _decode(self, ref: MediaRef, path: Path) -> DecodedMedia:
         label = _label(ref)
         try:
-            if ref.kind != "image":
+            if ref.kind != "image" and self.limits.max_seconds is not None:
                 self._check_duration(ref, path, probe_seconds(path))
             decoded = self.processor.load_media(path, kind=ref.kind)
         except MediaError as error:
