@@ -10,16 +10,36 @@ Requests go to POST /v1/chat/completions in OpenAI's shape with vLLM's `video_ur
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from salmonn_o1.commands.common import add_model_arguments, int_at_least, positive_float
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    value = int_at_least(0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be <= 65535, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0 (a wait in milliseconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="serve the model behind an OpenAI-compatible HTTP API")
     add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int_at_least(0), default=8000, help="default: 8000")
+    parser.add_argument("--port", type=port_number, default=8000, help="default: 8000")
     parser.add_argument("--served-model-name", default=None, metavar="NAME",
                         help="the `model` requests name (default: the model folder's name, `salmonn-o1-mini` "
                              "for the shipped model)")
@@ -33,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="refuse larger request bodies, base64 media included (default: 64)")
     parser.add_argument("--max-batch-size", type=int_at_least(1), default=16, metavar="N",
                         help="rows (requests x n) decoded together (default: 16)")
-    parser.add_argument("--batch-wait-ms", type=float, default=30.0, metavar="MS",
+    parser.add_argument("--batch-wait-ms", type=non_negative_float, default=30.0, metavar="MS",
                         help="a batch starts once no request has arrived for this long (and at the latest 4x "
                              "this after its first request; default: 30)")
     parser.add_argument("--max-tokens", type=int_at_least(1), default=512,
@@ -62,6 +82,8 @@ def served_model_name(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from salmonn_o1.errors import SalmonnError
 
+    if args.allowed_local_media_path is not None and not args.allowed_local_media_path.is_dir():
+        raise SalmonnError(f"--allowed-local-media-path {args.allowed_local_media_path}: not a folder")
     try:
         import uvicorn
 
@@ -69,10 +91,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise SalmonnError(f"serving needs FastAPI and uvicorn ({error.name} is missing): "
                            "pip install 'salmonn-o1[serve]'") from None
-    if args.allowed_local_media_path is not None and not args.allowed_local_media_path.is_dir():
-        raise SalmonnError(f"--allowed-local-media-path {args.allowed_local_media_path}: not a folder")
-    if args.batch_wait_ms < 0:
-        raise SalmonnError(f"--batch-wait-ms must be >= 0, got {args.batch_wait_ms:g}")
     if args.threads is not None:
         import torch
 
