@@ -120,7 +120,9 @@ def main() -> None:
     parser.add_argument("--requests-per-client", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens per turn (few: a quick run)")
     parser.add_argument("--rounds", type=int, default=2, help="A/B rounds (the order alternates)")
-    parser.add_argument("--threads", type=int, default=2, help="the server's torch threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="the server's torch threads (default 1: on a 2-core box the 16 clients and the "
+                             "HTTP work need the other core)")
     parser.add_argument("--out", default="benchmarks/results/bench_serve.json")
     args = parser.parse_args()
 
