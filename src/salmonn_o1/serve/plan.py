@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from salmonn_o1.data.schema import validate_question
 from salmonn_o1.errors import DataError
 from salmonn_o1.serve.batching import Generation
 from salmonn_o1.serve.errors import APIError
@@ -56,8 +57,6 @@ def plan_chat(request: ChatCompletionRequest, limits: Limits) -> ChatPlan:
     index, message = _the_user_message(request.messages)
     question, media, audio = _read_content(message, index)
     try:
-        from salmonn_o1.data.schema import validate_question
-
         validate_question(question, request.options, None, names=(f"messages[{index}]'s text", "`options`"))
     except DataError as error:
         param = "options" if "`options`" in str(error) else f"messages[{index}].content"
