@@ -62,6 +62,8 @@ LAYER_OF = {
     "salmonn_o1.batch_inference": "inference",
     "salmonn_o1.train": "train",
     "salmonn_o1.pdpo": "pdpo",
+    # the HTTP server: above inference, beside the commands (`commands.serve` starts it)
+    "salmonn_o1.serve": "serve",
     # the browser page (gradio), above inference beside the commands; only the `ui` command imports it
     "salmonn_o1.ui": "ui",
     "salmonn_o1.commands": "commands",
@@ -82,9 +84,10 @@ MAY_IMPORT = {
     "pdpo": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo"},
     "synthetic_components": {"foundation", "config", "data", "synthetic", "model", "loading", "inference",
                              "train", "pdpo", "synthetic_components"},
+    "serve": {"foundation", "config", "data", "model", "loading", "inference", "serve"},
     "ui": {"foundation", "config", "data", "model", "loading", "inference", "ui"},
     "commands": {"foundation", "config", "data", "synthetic", "synthetic_components", "model", "loading",
-                 "inference", "train", "pdpo", "api", "ui", "commands"},
+                 "inference", "train", "pdpo", "api", "serve", "ui", "commands"},
     # the package root: the public API, imported lazily (PEP 562) from the layers below
     "api": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "api"},
 }
