@@ -34,6 +34,7 @@ LAYER_OF = {
     "salmonn_o1.chat": "foundation",
     "salmonn_o1.reasoning": "foundation",
     "salmonn_o1.components": "foundation",  # resolves recipe components by name at run time
+    "salmonn_o1.runtime": "foundation",  # the process's CPU threads, set once at start-up
     "salmonn_o1.config": "config",
     # items, benchmark loaders, answer extraction and metrics, the JSONL record store
     "salmonn_o1.data": "data",

@@ -2,7 +2,8 @@
 
 Each subcommand lives in `salmonn_o1/commands/<name>.py` and exposes
 `register(subparsers)`, which adds its parser and sets `func`. Heavy imports
-(torch, transformers) happen inside the command functions so `--help` is fast.
+(torch, transformers) happen inside the command functions so `--help` is fast. A command's
+`--threads` is applied here, once, before torch is imported (`salmonn_o1.runtime`).
 
 Other installed packages add subcommands through the `salmonn_o1.commands`
 entry-point group (`[project.entry-points."salmonn_o1.commands"]` in their
@@ -71,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if getattr(args, "threads", None) is not None:
+            # an explicit --threads is set before anything imports torch (OpenMP reads it when torch loads)
+            from salmonn_o1.runtime import configure_threads
+
+            configure_threads(args.threads)
         result = args.func(args)
     except SalmonnError as error:
         print(f"salmonn-o1 {args.command}: error: {error}", file=sys.stderr)

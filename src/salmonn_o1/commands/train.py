@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from salmonn_o1.commands.common import add_threads_argument, apply_threads
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="resume from the latest checkpoint-N in run.out_dir, or from the given checkpoint dir "
                              "(a following key=value is an override, not a checkpoint)")
     parser.add_argument("--stop-at", type=int, default=None, help="stop (after checkpointing) at this step")
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         args.overrides = [args.resume, *args.overrides]
         args.resume = "auto"
     recipe = load_recipe(args.config, args.overrides)
+    apply_threads(args)  # --threads, OMP_NUM_THREADS, or every core (training's products are big enough to split)
     ensure_writable_dir(recipe.run.out_dir, "run.out_dir")  # before the model is built
     resume = args.resume or False
     if recipe.stage != args.stage:
