@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 
 # Below this many parameters a model decodes fastest on one thread (docs/performance.md, "Threads").
-SMALL_MODEL_PARAMETERS = 30_000_000
+SMALL_MODEL_PARAMETERS = 100_000_000
 
 
 @dataclass(frozen=True)
