@@ -136,3 +136,29 @@ def test_a_bad_threads_value_is_one_usage_error(command, value, message, capsys)
     assert exit_.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and f"argument --threads: {message}" in errors[0]
+
+
+def test_training_tells_the_model_size_before_building_it(tmp_path):
+    """`train` builds its model late; its thread default comes from the recipe's model source."""
+    from salmonn_o1.commands.common import parameters_before_loading
+
+    tiny = parameters_before_loading("tiny")
+    assert tiny == 300_608  # counted on the meta device: no weights allocated
+    assert parameters_before_loading("video-salmonn-o1-7b") > SMALL_MODEL_PARAMETERS * 10
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 4000)
+    assert parameters_before_loading(str(tmp_path)) == 1000
+    assert parameters_before_loading(str(tmp_path / "missing")) is None and parameters_before_loading(None) is None
+
+
+def test_ask_ends_without_the_interpreter_s_teardown_and_loses_no_output(tmp_path):
+    """`ask` ends with os._exit after flushing: its last line still arrives, through a pipe too."""
+    from salmonn_o1.data.synthetic import generate_item, write_sample_mp4
+
+    sample = generate_item("test", 1)
+    write_sample_mp4(sample, tmp_path / "clip.mp4")
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "salmonn_o1", "ask", str(tmp_path / "clip.mp4"), sample.item.question,
+                           "--options", *sample.item.options, "--quiet", "--max-new-tokens", "32",
+                           "--answer-max-new-tokens", "8"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("Answer: ")

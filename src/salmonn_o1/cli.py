@@ -92,7 +92,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return int(result or 0)
+    code = int(result or 0)
+    if argv is None and getattr(args, "exit_at_once", False):
+        exit_at_once(code)
+    return code
+
+
+def exit_at_once(code: int) -> None:
+    """End the process without the interpreter's teardown of torch and transformers (module and C++
+    static teardown: about a second, several on a busy machine, docs/performance.md), for a command
+    that has written everything it writes to stdout and stderr and holds nothing else (`ask`).
+    Only from the command line (`main()` without argv), never for a caller of `main([...])`."""
+    import contextlib
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be written anyway
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

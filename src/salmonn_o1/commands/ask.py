@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser)
     add_threads_argument(parser)
     add_generation_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, exit_at_once=True)  # it holds no files: skip the interpreter's teardown
 
 
 def validate_arguments(question: str, options: list[str] | None) -> None:
@@ -172,7 +172,7 @@ class StepPrinter:
 
 def runtime_facts(pipeline, load_s: float) -> dict[str, Any]:
     """How the model ran: its CPU threads (and why that many), device, dtype, size, and the seconds
-    from the command's start to a loaded model (torch's import included: most of a short clip's wall time)."""
+    the model took to load, torch's import included (most of a short clip's wall time)."""
     import torch
 
     from salmonn_o1.runtime import thread_setting

@@ -71,18 +71,43 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
                              "on CPU and every core for a big one; see docs/performance.md)")
 
 
-def apply_threads(args: argparse.Namespace, model=None) -> str:
+def apply_threads(args: argparse.Namespace, model=None, num_parameters: int | None = None) -> str:
     """The process's thread count, set once: an explicit --threads at start-up (cli.main, before torch
-    loads), else here, after the model is loaded, from its size and device. Returns the line
-    `--verbose` prints."""
+    loads), else here, after the model is loaded, from its size (or the size given) and device.
+    Returns the line `--verbose` prints."""
     from salmonn_o1.runtime import configure_threads, thread_setting
 
     if model is None:
-        configure_threads(getattr(args, "threads", None))
+        configure_threads(getattr(args, "threads", None), num_parameters=num_parameters)
     else:
         configure_threads(getattr(args, "threads", None), num_parameters=sum(p.numel() for p in model.parameters()),
                           device=model.device)
     return thread_setting().describe()
+
+
+def parameters_before_loading(source: str | None) -> int | None:
+    """A model's size before it is built, for the thread default of commands that build their model
+    late (training): a preset's counted on the meta device (no memory, no weights), a checkpoint
+    directory's from its safetensors files at 4 bytes a parameter (a bf16 checkpoint counts half:
+    still far above the line for a big model); None when it cannot be told."""
+    from pathlib import Path
+
+    if not source:
+        return None
+    path = Path(source)
+    if path.is_dir():
+        size = sum(f.stat().st_size for f in path.rglob("*.safetensors"))
+        return size // 4 or None
+    from salmonn_o1.config import PRESETS, preset_config
+
+    if source not in PRESETS:
+        return None
+    import torch
+
+    from salmonn_o1.model import SalmonnO1ForConditionalGeneration
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in SalmonnO1ForConditionalGeneration(preset_config(source)).parameters())
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from salmonn_o1.commands.common import add_threads_argument, apply_threads
+from salmonn_o1.commands.common import add_threads_argument, apply_threads, parameters_before_loading
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         args.overrides = [args.resume, *args.overrides]
         args.resume = "auto"
     recipe = load_recipe(args.config, args.overrides)
-    apply_threads(args)  # --threads, OMP_NUM_THREADS, or every core (training's products are big enough to split)
+    # --threads (already set by cli.main), OMP_NUM_THREADS, or the default by the model's size, told before
+    # it is built: a small model trains fastest on one thread too (docs/performance.md)
+    apply_threads(args, num_parameters=parameters_before_loading(getattr(recipe.model, "source", None)))
     ensure_writable_dir(recipe.run.out_dir, "run.out_dir")  # before the model is built
     resume = args.resume or False
     if recipe.stage != args.stage:
