@@ -60,6 +60,8 @@ LAYER_OF = {
     "salmonn_o1.batch_inference": "inference",
     "salmonn_o1.train": "train",
     "salmonn_o1.pdpo": "pdpo",
+    # the browser page (gradio), above inference beside the commands; only the `ui` command imports it
+    "salmonn_o1.ui": "ui",
     "salmonn_o1.commands": "commands",
     "salmonn_o1.cli": "commands",
     "salmonn_o1.__main__": "commands",
@@ -78,8 +80,9 @@ MAY_IMPORT = {
     "pdpo": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo"},
     "synthetic_components": {"foundation", "config", "data", "synthetic", "model", "loading", "inference",
                              "train", "pdpo", "synthetic_components"},
+    "ui": {"foundation", "config", "data", "model", "loading", "inference", "ui"},
     "commands": {"foundation", "config", "data", "synthetic", "synthetic_components", "model", "loading",
-                 "inference", "train", "pdpo", "api", "commands"},
+                 "inference", "train", "pdpo", "api", "ui", "commands"},
     # the package root: the public API, imported lazily (PEP 562) from the layers below
     "api": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "api"},
 }
