@@ -124,6 +124,7 @@ COMMANDS_WITH_THREADS = [
     ["train", "sft", "--config", "recipe.yaml"],
     ["pdpo", "rollout", "--out", "folder", "--synthetic-split", "dev"],
     ["demo"],
+    ["ui"],
 ]
 
 
