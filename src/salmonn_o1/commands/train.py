@@ -41,15 +41,15 @@ def run(args: argparse.Namespace) -> int:
         args.overrides = [args.resume, *args.overrides]
         args.resume = "auto"
     recipe = load_recipe(args.config, args.overrides)
-    # --threads (already set by cli.main), OMP_NUM_THREADS, or the default by the model's size, told before
-    # it is built: a small model trains fastest on one thread too (docs/performance.md)
-    apply_threads(args, num_parameters=parameters_before_loading(getattr(recipe.model, "source", None)))
     ensure_writable_dir(recipe.run.out_dir, "run.out_dir")  # before the model is built
     resume = args.resume or False
     if recipe.stage != args.stage:
         from salmonn_o1.errors import RecipeError
 
         raise RecipeError(f"{args.config}: a recipe for stage {recipe.stage!r}, run with `train {args.stage}`")
+    # After the checks that need no torch. --threads (already set by cli.main), OMP_NUM_THREADS, or the
+    # default by the model's size told before it is built: a small model trains fastest on one thread too.
+    apply_threads(args, num_parameters=parameters_before_loading(getattr(recipe.model, "source", None)))
     if args.stage == "sft":
         from salmonn_o1.train.sft import build_sft
 
