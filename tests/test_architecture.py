@@ -35,6 +35,8 @@ LAYER_OF = {
     "salmonn_o1.reasoning": "foundation",
     "salmonn_o1.components": "foundation",  # resolves recipe components by name at run time
     "salmonn_o1.runtime": "foundation",  # the process's CPU threads, set once at start-up
+    "salmonn_o1.messages": "foundation",  # typed chat content items -> our text chat + its media input
+    "salmonn_o1.remote_code": "foundation",  # the auto_map and shim modules a saved config carries
     "salmonn_o1.config": "config",
     # items, benchmark loaders, answer extraction and metrics, the JSONL record store
     "salmonn_o1.data": "data",
@@ -50,6 +52,7 @@ LAYER_OF = {
     "salmonn_o1.features": "model",
     "salmonn_o1.media": "model",
     "salmonn_o1.processor": "model",
+    "salmonn_o1.auto": "model",  # registration with transformers' Auto classes (names the model classes)
     # the released checkpoint layout (an adapter above the model) and the loader choosing a layout
     "salmonn_o1.release": "loading",
     "salmonn_o1.checkpoints": "loading",
