@@ -13,7 +13,7 @@ import argparse
 import math
 from pathlib import Path
 
-from salmonn_o1.commands.common import add_model_arguments, int_at_least, positive_float
+from salmonn_o1.commands.common import add_model_arguments, add_threads_argument, int_at_least, positive_float
 
 
 def port_number(text: str) -> int:
@@ -64,8 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="decoded media kept for repeated clips (default: 256; 0: none)")
     parser.add_argument("--media-workers", type=int_at_least(1), default=2, metavar="N",
                         help="threads decoding media (default: 2)")
-    parser.add_argument("--threads", type=int_at_least(1), default=None, metavar="N",
-                        help="torch's CPU threads (default: torch's own choice)")
+    add_threads_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no loading progress bars")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(func=run)
@@ -91,10 +90,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise SalmonnError(f"serving needs FastAPI and uvicorn ({error.name} is missing): "
                            "pip install 'salmonn-o1[serve]'") from None
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
     from salmonn_o1.commands.common import load_pipeline
 
     pipeline = load_pipeline(args)
