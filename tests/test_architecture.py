@@ -34,6 +34,7 @@ LAYER_OF = {
     "salmonn_o1.chat": "foundation",
     "salmonn_o1.reasoning": "foundation",
     "salmonn_o1.components": "foundation",  # resolves recipe components by name at run time
+    "salmonn_o1.runtime": "foundation",  # the process's CPU threads, set once at start-up
     "salmonn_o1.messages": "foundation",  # typed chat content items -> our text chat + its media input
     "salmonn_o1.remote_code": "foundation",  # the auto_map and shim modules a saved config carries
     "salmonn_o1.config": "config",
@@ -62,6 +63,8 @@ LAYER_OF = {
     "salmonn_o1.batch_inference": "inference",
     "salmonn_o1.train": "train",
     "salmonn_o1.pdpo": "pdpo",
+    # the HTTP server: above inference, beside the commands (`commands.serve` starts it)
+    "salmonn_o1.serve": "serve",
     # the browser page (gradio), above inference beside the commands; only the `ui` command imports it
     "salmonn_o1.ui": "ui",
     "salmonn_o1.commands": "commands",
@@ -82,9 +85,10 @@ MAY_IMPORT = {
     "pdpo": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo"},
     "synthetic_components": {"foundation", "config", "data", "synthetic", "model", "loading", "inference",
                              "train", "pdpo", "synthetic_components"},
+    "serve": {"foundation", "config", "data", "model", "loading", "inference", "serve"},
     "ui": {"foundation", "config", "data", "model", "loading", "inference", "ui"},
     "commands": {"foundation", "config", "data", "synthetic", "synthetic_components", "model", "loading",
-                 "inference", "train", "pdpo", "api", "ui", "commands"},
+                 "inference", "train", "pdpo", "api", "serve", "ui", "commands"},
     # the package root: the public API, imported lazily (PEP 562) from the layers below
     "api": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "api"},
 }

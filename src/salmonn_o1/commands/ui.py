@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from salmonn_o1.commands.common import add_model_arguments, int_at_least
+from salmonn_o1.commands.common import add_model_arguments, add_threads_argument, int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,8 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=7860, help="default: 7860")
-    parser.add_argument("--threads", type=int_at_least(1), default=None,
-                        help="CPU threads for torch (default: torch's own choice)")
+    add_threads_argument(parser)
     parser.add_argument("--max-new-tokens", type=int_at_least(1), default=512,
                         help="the page's starting limit for the reasoning turn (default: 512, as ask)")
     parser.add_argument("--max-upload-mb", type=int_at_least(1), default=200,
@@ -42,15 +41,11 @@ def run(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401
     except ImportError as error:
         raise SalmonnError(f"the web page needs gradio: pip install 'salmonn-o1[ui]' ({error})") from error
-    import torch
-
     from salmonn_o1.commands.ask import DEFAULT_MODEL_NOTE
     from salmonn_o1.commands.common import load_pipeline
     from salmonn_o1.ui.app import build_app, launch
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    pipeline = load_pipeline(args)
+    pipeline = load_pipeline(args)  # --threads was set at start-up (cli.main); else the default for its size
     note = None
     if args.model is None:  # ask's note, less its --quiet hint
         note = DEFAULT_MODEL_NOTE.removeprefix("note: ").removesuffix("; --quiet hides this note.") + "."
