@@ -78,6 +78,12 @@ class SalmonnO1Config(PreTrainedConfig):
     audio_queries_per_window: int = 1
     audio_final_mlp: bool = True
     max_audio_chunks: int = 200
+    # Whisper chunks (30 s each) encoded per encoder call; None = all chunks of a batch at once.
+    # Bounds the encoder's activations on long clips, so peak memory stays flat in video length
+    # (a Whisper-large-v3 chunk holds ~140 MB of activations on a CPU; docs/performance.md); the
+    # tokens are the same. 1 keeps a 10-minute clip at a 30 s clip's peak; a GPU may take more
+    # for throughput. Run-time only: an older config.json without it gets this default.
+    audio_encode_batch_size: int | None = 1
 
     # How audio and visual tokens are laid out (see salmonn_o1.model.interleave).
     interleave_mode: str = "aligned"
@@ -123,6 +129,8 @@ class SalmonnO1Config(PreTrainedConfig):
             raise ValueError(f"duration_source must be 'stream' or 'frames', got {self.duration_source!r}")
         if self.spatial_pool_mode not in ("max", "average"):
             raise ValueError(f"spatial_pool_mode must be 'max' or 'average', got {self.spatial_pool_mode!r}")
+        if self.audio_encode_batch_size is not None and self.audio_encode_batch_size < 1:
+            raise ValueError(f"audio_encode_batch_size must be >= 1 or None, got {self.audio_encode_batch_size!r}")
         if self.qformer_config.encoder_hidden_size != self.audio_config.d_model:
             raise ValueError(
                 f"qformer_config.encoder_hidden_size ({self.qformer_config.encoder_hidden_size}) must equal "

@@ -41,6 +41,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 SEEK_AHEAD_SECONDS = 2.0  # seek when the next wanted frame is further ahead than this
 # A stream that stops more than this short of its declared duration is a truncated file.
 TRUNCATION_SLACK_SECONDS = 1.0
+AUDIO_BLOCK_SECONDS = 1  # decoded audio resampled per block of this many seconds of input
 
 
 FrameSampling = Literal["time", "index"]
@@ -352,29 +353,86 @@ def _decode_audio(container, path: Path) -> np.ndarray:
 
 
 def _decode_audio_track(container, path: Path) -> tuple[np.ndarray, av.error.FFmpegError | None]:
-    """The audio and the decoding error that ended it early, if any (raises when nothing decoded)."""
+    """The audio and the decoding error that ended it early, if any (raises when nothing decoded).
+
+    Decoded frames are gathered in an `av.AudioFifo` and resampled in blocks of
+    AUDIO_BLOCK_SECONDS (the resampler is a streaming filter: the same samples as frame by frame,
+    at a hundredth of the calls), and each block's channels are averaged straight into one growing
+    mono buffer: no list of multi-channel pieces and no concatenation of a whole track, which for
+    a 10-minute stereo track was a few hundred MB of transient memory.
+    """
     error = None
     stream = container.streams.audio[0]
-    resampler = None
-    pieces = []
+    resampler = fifo = None
+    buffer = _MonoBuffer(_expected_samples(container, stream))
+
+    def resample(frame) -> None:
+        for out in resampler.resample(frame):
+            buffer.append_mean(out.to_ndarray())
+
     try:
         container.seek(0)
         for frame in container.decode(stream):
             if resampler is None:
                 resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=SAMPLE_RATE)
-            for out in resampler.resample(frame):
-                pieces.append(out.to_ndarray())
+                fifo, block = av.AudioFifo(), max(frame.sample_rate, 1) * AUDIO_BLOCK_SECONDS
+            frame.pts = None  # the FIFO would refuse a gap in the timestamps; the samples are what count
+            fifo.write(frame)
+            while fifo.samples >= block:
+                resample(fifo.read(block))
         if resampler is not None:
-            for out in resampler.resample(None):
-                pieces.append(out.to_ndarray())
+            if fifo.samples:
+                resample(fifo.read())
+            resample(None)
     except av.error.FFmpegError as failure:
-        if not pieces:
+        if fifo is not None and fifo.samples:  # what decoded before the failure (not flushed, as before)
+            resample(fifo.read())
+        if not buffer.pieces:
             raise MediaError(f"{path}: corrupt audio stream ({failure})") from failure
         error = failure
-    if not pieces:
+    if not buffer.pieces:
         raise MediaError(f"{path}: audio stream has no decodable samples")
-    audio = np.concatenate(pieces, axis=1).mean(axis=0)
-    return np.clip(audio, -1.0, 1.0).astype(np.float32), error
+    audio = buffer.finish()
+    np.clip(audio, -1.0, 1.0, out=audio)
+    return audio, error
+
+
+def _expected_samples(container, stream) -> int:
+    """Output samples the declared duration promises, plus a second of slack (0 when unknown).
+
+    Only a first guess for the buffer: an untouched tail of an `np.empty` costs no memory.
+    """
+    seconds, _ = _stream_duration(container, stream)
+    return int(math.ceil(seconds * SAMPLE_RATE)) + SAMPLE_RATE if seconds > 0 else 0
+
+
+class _MonoBuffer:
+    """A growing float32 buffer that takes (channels, n) pieces and stores their channel mean."""
+
+    def __init__(self, capacity: int = 0):
+        self.data = np.empty(max(capacity, SAMPLE_RATE), np.float32)
+        self.size = 0
+        self.pieces = 0
+
+    def append_mean(self, piece: np.ndarray) -> None:
+        n = piece.shape[1]
+        if self.size + n > len(self.data):
+            grown = np.empty(max(2 * len(self.data), self.size + n), np.float32)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        # Per sample the same reduction as averaging the concatenated track (channels are the outer axis).
+        piece.mean(axis=0, out=self.data[self.size:self.size + n])
+        self.size += n
+        self.pieces += 1
+
+    def finish(self) -> np.ndarray:
+        """The samples, the unused tail given back (in place when possible)."""
+        data, self.data = self.data, np.empty(0, np.float32)
+        try:
+            data.resize(self.size, refcheck=False)
+        except ValueError:  # does not own its memory: copy instead
+            data = data[: self.size].copy()
+        return data
 
 
 def _fit(audio: np.ndarray, length: int) -> np.ndarray:

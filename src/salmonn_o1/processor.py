@@ -110,25 +110,32 @@ class SalmonnO1Processor:
         from salmonn_o1.features import audio_to_features, frames_to_pixel_values
 
         config = self.config
-        frame_as_image = bool(config.single_frame_as_image) and decoded.kind == "video" and decoded.num_frames == 1
+        media_kind, duration, has_audio = decoded.kind, decoded.duration, decoded.has_audio
+        frame_as_image = bool(config.single_frame_as_image) and media_kind == "video" and decoded.num_frames == 1
+        frame_times = torch.as_tensor(np.asarray(decoded.frame_times, dtype=np.float32))
+        frames, audio = decoded.frames, decoded.audio
+        # Decoded here, the media is ours: let each part go as soon as its features exist, so the
+        # raw frames and samples of a long clip never sit beside its features (nor reach encoding).
+        del decoded
         pixel_values = None
-        if decoded.kind != "audio":
-            pixel_values = frames_to_pixel_values(decoded.frames, config.image_size)
+        if media_kind != "audio":
+            pixel_values = frames_to_pixel_values(frames, config.image_size)
+        del frames
         input_features = None
-        if decoded.kind != "image" and not frame_as_image:
-            audio = decoded.audio if decoded.audio is not None else np.zeros(0, np.float32)
-            if decoded.kind == "video":
+        if media_kind != "image" and not frame_as_image:
+            audio = audio if audio is not None else np.zeros(0, np.float32)
+            if media_kind == "video":
                 # Audio is cut to the video's duration (the release does the same).
-                audio = audio[: int(round(decoded.duration * config.sampling_rate))]
+                audio = audio[: int(round(duration * config.sampling_rate))]
             input_features = audio_to_features(
                 audio, num_mel_bins=config.num_mel_bins, chunk_seconds=config.audio_chunk_seconds,
                 min_seconds=config.audio_min_seconds,
             )
-        frame_times = torch.as_tensor(np.asarray(decoded.frame_times, dtype=np.float32))
-        if decoded.kind == "audio":
+        del audio
+        if media_kind == "audio":
             frame_times = torch.zeros(0)
-        return MediaFeatures.build(config, decoded.kind, pixel_values, input_features, frame_times,
-                                   decoded.duration, has_audio=decoded.has_audio, frame_as_image=frame_as_image)
+        return MediaFeatures.build(config, media_kind, pixel_values, input_features, frame_times,
+                                   duration, has_audio=has_audio, frame_as_image=frame_as_image)
 
     # ---- text ----
     def encode(

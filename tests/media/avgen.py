@@ -113,6 +113,7 @@ def write_video(
     options: dict[str, str] | None = None,
     ticks_per_frame: int = 1,
     last_frame_ticks: int | None = None,
+    audio_codec: str = "aac",
 ) -> Clip:
     """Colour-coded frames (pts in ticks of 1 / (fps * ticks_per_frame), default one frame apart)
     and an optional tone track.
@@ -137,7 +138,7 @@ def write_video(
             stream.bit_rate = 2_000_000
         sound = samples = None
         if audio is not None:
-            sound = out.add_stream("aac", rate=audio_rate, layout=audio_layout)
+            sound = out.add_stream(audio_codec, rate=audio_rate, layout=audio_layout)
             samples = tone(audio, audio_seconds, audio_rate)
             channels = 2 if audio_layout == "stereo" else 1
             samples = np.tile(samples, (channels, 1))

@@ -181,8 +181,21 @@ class SalmonnO1ForConditionalGeneration(SalmonnO1PreTrainedModel):
         )
         return add_row_newlines(self.mm_projector(tokens), self.image_newline)
 
-    def encode_audio(self, input_features: torch.Tensor) -> torch.Tensor:
-        """(C, mel, 3000) -> (C, tokens_per_chunk, H), before the per-sample chunk offsets."""
+    def encode_audio(self, input_features: torch.Tensor, batch_size: int | None | str = "config") -> torch.Tensor:
+        """(C, mel, 3000) -> (C, tokens_per_chunk, H), before the per-sample chunk offsets.
+
+        Chunks go through Whisper `batch_size` at a time (default: `config.audio_encode_batch_size`;
+        None = all at once) and only each batch's projected tokens are kept, so a long clip's
+        encoder activations never exist for all its chunks at once. Chunks are independent, so
+        the batch size changes memory, not the result (beyond float rounding of batched kernels).
+        """
+        if batch_size == "config":
+            batch_size = self.config.audio_encode_batch_size
+        if not batch_size or batch_size >= input_features.shape[0]:
+            return self._encode_audio_batch(input_features)
+        return torch.cat([self._encode_audio_batch(part) for part in torch.split(input_features, batch_size)])
+
+    def _encode_audio_batch(self, input_features: torch.Tensor) -> torch.Tensor:
         states = self.audio_encoder(input_features.to(self.dtype)).last_hidden_state  # (C, 1500, D)
         tokens = self.audio_projector(self.audio_qformer(states))
         return self.audio_final_mlp(tokens) if self.audio_final_mlp is not None else tokens
