@@ -59,6 +59,8 @@ LAYER_OF = {
     "salmonn_o1.batch_inference": "inference",
     "salmonn_o1.train": "train",
     "salmonn_o1.pdpo": "pdpo",
+    # adapters for other tools (lmms-eval): above inference, beside the commands, imported by nobody
+    "salmonn_o1.integrations": "integrations",
     "salmonn_o1.commands": "commands",
     "salmonn_o1.cli": "commands",
     "salmonn_o1.__main__": "commands",
@@ -75,6 +77,7 @@ MAY_IMPORT = {
     "inference": {"foundation", "config", "data", "model", "loading", "inference"},
     "train": {"foundation", "config", "data", "model", "loading", "inference", "train"},
     "pdpo": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo"},
+    "integrations": {"foundation", "config", "data", "model", "loading", "inference", "integrations"},
     "synthetic_components": {"foundation", "config", "data", "synthetic", "model", "loading", "inference",
                              "train", "pdpo", "synthetic_components"},
     "commands": {"foundation", "config", "data", "synthetic", "synthetic_components", "model", "loading",
