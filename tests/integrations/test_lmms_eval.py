@@ -180,3 +180,17 @@ def test_loglikelihood_is_the_teacher_forced_answer_turn(model, avr):
         scores = [score for (doc, _), (score, _) in zip(letters, single) if doc == i]
         assert greedy[i][0] >= max(scores) - 1e-4
         assert all(score < 0 for score in scores)
+
+
+def test_a_corrupt_video_fails_its_item_and_the_batch_goes_on(model, avr, tmp_path):
+    from salmonn_o1.data.schema import read_items
+    from salmonn_o1.integrations.lmms_eval import task_utils
+
+    docs = [task_utils.item_doc(item) for item in read_items(avr / "items.jsonl")[:2]]
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(Path(docs[1]["video"]).read_bytes()[:300])
+    docs[1]["video"] = str(corrupt)
+    model.task_dict = {"avr": {"test": docs}}
+    model._batch_size = 2
+    answers = [r.text for r in model.generate_until(requests("generate_until", docs, [(0, None), (1, None)]))]
+    assert answers[0] and answers[1] == ""

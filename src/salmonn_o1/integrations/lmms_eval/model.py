@@ -25,8 +25,10 @@ import torch
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import lmms
 from lmms_eval.utils import Collator
+from loguru import logger
 from tqdm import tqdm
 
+from salmonn_o1.errors import MediaError
 from salmonn_o1.inference import Question, SalmonnO1Pipeline
 from salmonn_o1.integrations.lmms_eval.protocol import cut_at_stop, join_reasoning, turn_settings, user_turn
 from salmonn_o1.media_types import SAMPLE_RATE, DecodedMedia
@@ -179,13 +181,23 @@ class SalmonnO1(lmms):
             settings = turn_settings(dict(all_gen_kwargs[0]), self.reasoning, self.reasoning_max_new_tokens,
                                      self.default_max_new_tokens)
             cache: dict = {}
-            questions = [
-                Question(self._features(self._media(to_visual, doc_id, task, split), cache),
-                         user_turn(context, self.reasoning, self.pipeline.prompt), reasoning=self.reasoning)
-                for context, to_visual, doc_id, task, split in zip(contexts, doc_to_visual, doc_ids, tasks, splits)
-            ]
-            answers = self.pipeline.ask_batch(questions, **settings.generation(self.seed))
-            for context, gen_kwargs, answer in zip(contexts, all_gen_kwargs, answers):
+            questions: list[Question | None] = []
+            for context, to_visual, doc_id, task, split in zip(contexts, doc_to_visual, doc_ids, tasks, splits):
+                try:
+                    features = self._features(self._media(to_visual, doc_id, task, split), cache)
+                except MediaError as error:  # as `infer` does: this item fails (scored wrong), the run goes on
+                    logger.warning(f"salmonn_o1: task {task}, doc {doc_id}: {error}; answering ''")
+                    questions.append(None)
+                    continue
+                questions.append(Question(features, user_turn(context, self.reasoning, self.pipeline.prompt),
+                                          reasoning=self.reasoning))
+            asked = [q for q in questions if q is not None]
+            answers = iter(self.pipeline.ask_batch(asked, **settings.generation(self.seed)) if asked else [])
+            for context, gen_kwargs, question in zip(contexts, all_gen_kwargs, questions):
+                if question is None:
+                    results.append(GenerationResult(""))
+                    continue
+                answer = next(answers)
                 text = cut_at_stop(answer.answer_text, list(settings.until))
                 returned = join_reasoning(answer.reasoning if self.think_tags else None, text)
                 counts = TokenCounts(input_tokens=answer.tokens["prompt"],
