@@ -1,11 +1,17 @@
-"""Generation speed of the tiny model on CPU.
+"""Generation speed of the shipped miniature model on CPU: many questions about one video.
 
-(a) several questions about one video: one shared encoding vs decoding and
-    encoding the video again for every question;
-(b) the two-turn protocol: answer turn from the reasoning turn's KV cache vs
-    re-encoding the video and prefilling the whole conversation again (the release).
+(a) `ask_many` with N questions about one AVR-Synth clip vs one question alone (the mean over the
+    N questions asked one at a time): the goal is N = 8 at <= 1.5x one question. A batch decodes
+    until its longest answer ends, so the longest of the N questions asked alone is its floor
+    (column "x longest"). Variants switch the
+    decoder's savings off one at a time: the shared prefix (system prompt + media prefilled once,
+    its KV cache repeated per question) and dropping finished rows from the decode batch.
+(b) the two-turn protocol: answer turn from the reasoning turn's KV cache vs re-encoding the video
+    and prefilling the whole conversation again (the release).
 
-Prints a table and writes JSON (default benchmarks/results/bench_generate.json).
+Cases run interleaved, round by round (A/B in one run); ratios are medians over rounds of
+per-round ratios. Prints a table and writes JSON (default benchmarks/results/bench_generate.json).
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_generate.py [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -13,78 +19,107 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from salmonn_o1.checkpoints import load_model_and_processor
+from salmonn_o1.data.synthetic import generate_item, render_media
 from salmonn_o1.inference import Question, SalmonnO1Pipeline
-from salmonn_o1.media_types import SAMPLE_RATE, DecodedMedia
+
+# AVR-Synth question kinds (the test split's wording), asked about one clip.
+QUESTIONS = [
+    ("What was on screen when the low tone played?",
+     ["a green cross", "a white circle", "a blue triangle", "a green triangle"]),
+    ("How many beeps played while the blue cross was visible?", ["0", "1", "2", "3"]),
+    ("Which shape appeared next after the chirp played?",
+     ["a red square", "a red cross", "a yellow triangle", "a yellow circle"]),
+    ("Which shape appeared last?", ["a blue triangle", "a yellow cross", "a blue square", "a yellow circle"]),
+    ("Which sound played first?", ["the high tone", "the buzz", "the chirp", "the low tone"]),
+    ("Is this video manipulated? Answer YES or NO.", None),
+    ("Which shape appeared fourth?", ["a green circle", "a purple circle", "a blue circle", "a red square"]),
+    ("How many beeps played while the blue square was visible?", ["0", "1", "2", "3"]),
+]
 
 
-def synthetic_clip(seconds: float) -> DecodedMedia:
-    times = np.arange(0, seconds, 0.5)
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 255, size=(len(times), 64, 64, 3), dtype=np.uint8)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    audio = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    return DecodedMedia(frames, times, audio, seconds, True, "video")
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
+def seconds(fn) -> float:
     start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
+    fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="tiny")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--questions", type=int, default=4)
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default=None, help="default: the shipped miniature model")
+    parser.add_argument("--questions", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/bench_generate.json")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    model, processor = load_model_and_processor(args.model, device="cpu")
-    pipe = SalmonnO1Pipeline(model, processor)
-    clip = synthetic_clip(args.seconds)
-    # min_new_tokens is not a knob of the loop: greedy on a random model rarely stops early, and
-    # tokens/s below counts the tokens actually generated.
-    gen = {"max_new_tokens": args.new_tokens, "answer_max_new_tokens": 16}
-    questions = [(f"Question {i}: what happens?", ["red", "blue", "green"]) for i in range(args.questions)]
-    rows = []
+    torch.set_num_threads(args.threads)
+    pipe = SalmonnO1Pipeline.from_pretrained(args.model, device="cpu")
+    clip = render_media(generate_item("test", 0))
+    questions = (QUESTIONS * (args.questions // len(QUESTIONS) + 1))[:args.questions]
+    gen = {"max_new_tokens": args.max_new_tokens, "answer_max_new_tokens": 32}
+    decoder = pipe.decoder
+    defaults = (decoder.min_shared_prefix, decoder.drop_finished)
 
-    def shared():
-        return pipe.ask_many(clip, questions, **gen)
+    def many(share: bool, drop: bool):
+        def run():
+            decoder.min_shared_prefix = defaults[0] if share else 10**9
+            decoder.drop_finished = drop
+            try:
+                return pipe.ask_many(clip, questions, **gen)
+            finally:
+                decoder.min_shared_prefix, decoder.drop_finished = defaults
+        return run
 
-    def separate():
-        return [pipe.ask_batch([Question(clip, q, o)], **gen)[0] for q, o in questions]
-
-    for name, fn in (("(a) shared encoding, batched", shared), ("(a) encode per question", separate)):
-        results = fn()
-        tokens = sum(r.tokens["reasoning"] + r.tokens["answer"] for r in results)
-        seconds = timed(fn, args.repeats)
-        rows.append({"case": name, "questions": len(questions), "s_per_question": seconds / len(questions),
-                     "tokens_per_s": tokens / seconds})
-
+    many_cases = {
+        f"(a) ask_many N={len(questions)}": many(True, True),
+        f"(a) ask_many N={len(questions)}, no shared prefix": many(False, True),
+        f"(a) ask_many N={len(questions)}, finished rows kept": many(True, False),
+        f"(a) ask_many N={len(questions)}, neither (main before)": many(False, False),
+    }
     one = [Question(clip, *questions[0])]
-    for name, reuse in (("(b) answer turn from KV cache", True), ("(b) answer turn re-encoded", False)):
-        results = pipe.ask_batch(one, reuse_cache=reuse, **gen)
-        tokens = results[0].tokens["reasoning"] + results[0].tokens["answer"]
-        seconds = timed(lambda reuse=reuse: pipe.ask_batch(one, reuse_cache=reuse, **gen), args.repeats)
-        rows.append({"case": name, "questions": 1, "s_per_question": seconds, "tokens_per_s": tokens / seconds,
-                     "answer_turn_s": results[0].timings["answer_s"]})
+    turn_cases = {"(b) answer turn from KV cache": True, "(b) answer turn re-encoded": False}
 
-    print(f"model={args.model} clip={args.seconds}s new_tokens<={args.new_tokens} threads=2 ({platform.processor()})")
-    print(f"{'case':<34} {'questions':>9} {'s/question':>11} {'tokens/s':>9}")
+    tokens = {name: sum(r.tokens["reasoning"] + r.tokens["answer"] for r in fn()) for name, fn in many_cases.items()}
+    single_tokens = [pipe.ask(clip, q, o, **gen).tokens for q, o in questions]
+    times: dict[str, list[float]] = {name: [] for name in
+                                     [*many_cases, "one question (mean)", "one question (longest)", *turn_cases]}
+    for _ in range(args.rounds):
+        for name, fn in many_cases.items():
+            times[name].append(seconds(fn))
+        singles = [seconds(lambda q=q, o=o: pipe.ask(clip, q, o, **gen)) for q, o in questions]
+        times["one question (mean)"].append(statistics.mean(singles))
+        times["one question (longest)"].append(max(singles))
+        for name, reuse in turn_cases.items():
+            times[name].append(seconds(lambda reuse=reuse: pipe.ask_batch(one, reuse_cache=reuse, **gen)))
+
+    single, longest = times["one question (mean)"], times["one question (longest)"]
+    rows = []
+    for name in [*many_cases, "one question (longest)"]:
+        rows.append({"case": name, "questions": len(questions) if name in many_cases else 1,
+                     "s": statistics.median(times[name]),
+                     "x_one_question": statistics.median(t / s for t, s in zip(times[name], single)),
+                     "x_longest_question": statistics.median(t / s for t, s in zip(times[name], longest)),
+                     "tokens": tokens.get(name, max(t["reasoning"] + t["answer"] for t in single_tokens))})
+    rows.append({"case": "one question (mean)", "questions": 1, "s": statistics.median(single), "x_one_question": 1.0,
+                 "tokens": statistics.mean(t["reasoning"] + t["answer"] for t in single_tokens)})
+    cache_s = times["(b) answer turn from KV cache"]
+    for name in turn_cases:
+        rows.append({"case": name, "questions": 1, "s": statistics.median(times[name]),
+                     "x_from_cache": statistics.median(t / c for t, c in zip(times[name], cache_s))})
+
+    print(f"model={args.model or 'shipped mini'} clip={clip.duration:.1f}s max_new_tokens={args.max_new_tokens} "
+          f"threads={args.threads} rounds={args.rounds} ({platform.processor() or platform.machine()})")
+    print(f"{'case':<48} {'s':>7} {'x one question':>15} {'x longest':>10} {'tokens':>7}")
     for row in rows:
-        print(f"{row['case']:<34} {row['questions']:>9} {row['s_per_question']:>11.3f} {row['tokens_per_s']:>9.1f}")
+        ratio = row.get("x_one_question", row.get("x_from_cache"))
+        longest_ratio = f"{row['x_longest_question']:.2f}x" if "x_longest_question" in row else ""
+        print(f"{row['case']:<48} {row['s']:>7.2f} {ratio:>14.2f}x {longest_ratio:>10} {row.get('tokens', ''):>7}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

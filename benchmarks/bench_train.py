@@ -1,18 +1,20 @@
 """Training step cost on CPU: samples/s and peak memory for the tiny and the miniature model,
-with and without gradient checkpointing.
+with and without gradient checkpointing, at 1 and 2 torch threads.
 
 Each configuration runs in a fresh subprocess (so peak RSS is its own), builds
 the model from the preset, renders AVR-Synth batches in memory and times
-optimizer steps after a warm-up step. Prints a table and writes JSON
-(default benchmarks/results/bench_train.json).
+optimizer steps after a warm-up step; the thread counts alternate for each
+configuration (A/B). Prints a table and writes JSON (default
+benchmarks/results/bench_train.json).
 
-    .venv/bin/python benchmarks/bench_train.py [--steps 5] [--batch 4]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_train.py [--steps 5] [--batch 4] [--threads 1,2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 
 
-def one_run(preset: str, checkpointing: bool, steps: int, batch: int) -> dict:
+def one_run(preset: str, checkpointing: bool, steps: int, batch: int, threads: int) -> dict:
     import torch
 
     from salmonn_o1.data.synthetic import generate_item, render_media
@@ -55,7 +57,7 @@ def one_run(preset: str, checkpointing: bool, steps: int, batch: int) -> dict:
         if step:  # step 0 is warm-up
             timings.append(time.perf_counter() - start)
     step_s = sum(timings) / len(timings)
-    return {"model": preset, "gradient_checkpointing": checkpointing, "batch": batch,
+    return {"model": preset, "gradient_checkpointing": checkpointing, "batch": batch, "threads": threads,
             "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
             "tokens_per_sample": round(sum(int(b["num_tokens"]) for b in batches) / len(batches) / batch, 1),
             "step_s": round(step_s, 3), "samples_per_s": round(batch / step_s, 2),
@@ -66,32 +68,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--threads", default="1,2", help="torch thread counts to compare (default 1,2)")
     parser.add_argument("--out", default="benchmarks/results/bench_train.json")
-    parser.add_argument("--child", nargs=2, metavar=("PRESET", "CHECKPOINTING"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("PRESET", "CHECKPOINTING", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        import torch
+        from salmonn_o1.runtime import configure_threads
 
-        torch.set_num_threads(2)
-        print(json.dumps(one_run(args.child[0], args.child[1] == "1", args.steps, args.batch)))
+        configure_threads(int(args.child[2]))  # as `salmonn-o1 train --threads N` sets it
+        print(json.dumps(one_run(args.child[0], args.child[1] == "1", args.steps, args.batch, int(args.child[2]))))
         return
     rows = []
     for preset in ("tiny", "mini"):
         for checkpointing in (False, True):
-            done = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--batch", str(args.batch),
-                                   "--child", preset, "1" if checkpointing else "0"],
-                                  capture_output=True, text=True, check=True)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    header = f"{'model':6} {'grad ckpt':9} {'params M':>8} {'tok/sample':>10} {'step s':>7} {'samples/s':>9} {'peak MiB':>8}"
+            for threads in args.threads.split(","):
+                done = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--batch",
+                                       str(args.batch), "--child", preset, "1" if checkpointing else "0", threads],
+                                      capture_output=True, text=True, check=True)
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    header = (f"{'model':6} {'grad ckpt':9} {'threads':>7} {'params M':>8} {'tok/sample':>10} {'step s':>7} "
+              f"{'samples/s':>9} {'peak MiB':>8}")
     print(header)
     for r in rows:
-        print(f"{r['model']:6} {str(r['gradient_checkpointing']):9} {r['parameters_m']:8} {r['tokens_per_sample']:10} "
-              f"{r['step_s']:7} {r['samples_per_s']:9} {r['peak_rss_mib']:8}")
+        print(f"{r['model']:6} {str(r['gradient_checkpointing']):9} {r['threads']:7} {r['parameters_m']:8} "
+              f"{r['tokens_per_sample']:10} {r['step_s']:7} {r['samples_per_s']:9} {r['peak_rss_mib']:8}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
-                               "cpu_threads": 2, "steps": args.steps, "rows": rows,
-                               "note": "measured while other jobs shared the 2 CPU cores"}, indent=2))
+                               "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(),
+                               "steps": args.steps, "rows": rows,
+                               "note": "measured while other jobs shared the 2 CPU cores"}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -34,6 +34,9 @@ LAYER_OF = {
     "salmonn_o1.chat": "foundation",
     "salmonn_o1.reasoning": "foundation",
     "salmonn_o1.components": "foundation",  # resolves recipe components by name at run time
+    "salmonn_o1.runtime": "foundation",  # the process's CPU threads, set once at start-up
+    "salmonn_o1.messages": "foundation",  # typed chat content items -> our text chat + its media input
+    "salmonn_o1.remote_code": "foundation",  # the auto_map and shim modules a saved config carries
     "salmonn_o1.config": "config",
     # items, benchmark loaders, answer extraction and metrics, the JSONL record store
     "salmonn_o1.data": "data",
@@ -49,6 +52,7 @@ LAYER_OF = {
     "salmonn_o1.features": "model",
     "salmonn_o1.media": "model",
     "salmonn_o1.processor": "model",
+    "salmonn_o1.auto": "model",  # registration with transformers' Auto classes (names the model classes)
     # the released checkpoint layout (an adapter above the model) and the loader choosing a layout
     "salmonn_o1.release": "loading",
     "salmonn_o1.checkpoints": "loading",
@@ -59,6 +63,10 @@ LAYER_OF = {
     "salmonn_o1.batch_inference": "inference",
     "salmonn_o1.train": "train",
     "salmonn_o1.pdpo": "pdpo",
+    # the HTTP server: above inference, beside the commands (`commands.serve` starts it)
+    "salmonn_o1.serve": "serve",
+    # the browser page (gradio), above inference beside the commands; only the `ui` command imports it
+    "salmonn_o1.ui": "ui",
     # adapters for other tools (lmms-eval): above inference, beside the commands, imported by nobody
     "salmonn_o1.integrations": "integrations",
     "salmonn_o1.commands": "commands",
@@ -80,8 +88,10 @@ MAY_IMPORT = {
     "integrations": {"foundation", "config", "data", "model", "loading", "inference", "integrations"},
     "synthetic_components": {"foundation", "config", "data", "synthetic", "model", "loading", "inference",
                              "train", "pdpo", "synthetic_components"},
+    "serve": {"foundation", "config", "data", "model", "loading", "inference", "serve"},
+    "ui": {"foundation", "config", "data", "model", "loading", "inference", "ui"},
     "commands": {"foundation", "config", "data", "synthetic", "synthetic_components", "model", "loading",
-                 "inference", "train", "pdpo", "api", "commands"},
+                 "inference", "train", "pdpo", "api", "serve", "ui", "commands"},
     # the package root: the public API, imported lazily (PEP 562) from the layers below
     "api": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "api"},
 }

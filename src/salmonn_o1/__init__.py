@@ -12,6 +12,10 @@ The public API, importable from the package root:
 `SalmonnO1Pipeline` are the config, the model, the processor and the two-turn
 reasoning pipeline. They are imported on first use (PEP 562), so
 `import salmonn_o1` (and `salmonn-o1 --help`) does not import torch.
+
+Importing the package also registers these classes with transformers' Auto
+classes (`AutoConfig`, `AutoModelForMultimodalLM`, `AutoProcessor`), on their
+first use, so `import salmonn_o1` still imports no transformers (`salmonn_o1.auto`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ __all__ = [
     "__version__",
     "load",
 ]
+
+from salmonn_o1 import auto as _auto
+
+_auto.install()
 
 if TYPE_CHECKING:
     from salmonn_o1.config import SalmonnO1Config

@@ -218,6 +218,7 @@ def run_inference(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = True,
+    majority: int | None = None,
 ) -> InferenceSummary:
     """Answer every item of `items_path` not yet in `out_path`, appending one record per item.
 
@@ -226,6 +227,9 @@ def run_inference(
     tolerantly, for the ids already done. Error records count as done (kept):
     `prepare_output(retry_errors=True)` has removed them when they are to be
     computed again.
+
+    majority: K (>= 2) sampled reasoning paths per item and their vote (`majority_record`); the
+    item's K paths are its batch, so items go one at a time and `batch_size` is not used.
     """
     from salmonn_o1.data.schema import read_items
     from salmonn_o1.inference import Question
@@ -252,17 +256,31 @@ def run_inference(
     out.touch()
     pending: list = []
 
-    def flush_batch() -> None:
-        nonlocal done, failed
+    def answer_pending() -> list:
+        if majority is not None:
+            answers = []
+            for item, f, _ in pending:
+                try:
+                    answers.append(pipeline.ask_majority(f, item.question, item.options or None, k=majority,
+                                                         **(generation or {})))
+                except (SalmonnError, ValueError, RuntimeError) as error:
+                    answers.append(error)
+            return answers
         questions = [Question(f, item.question, item.options or None, reasoning) for item, f, _ in pending]
         try:
-            results = pipeline.ask_batch(questions, **(generation or {}))
+            return pipeline.ask_batch(questions, **(generation or {}))
         except (SalmonnError, ValueError, RuntimeError) as error:
-            results = [error] * len(pending)
-        for (item, _, _), result in zip(pending, results):
+            return [error] * len(pending)
+
+    def flush_batch() -> None:
+        nonlocal done, failed
+        for (item, _, _), result in zip(pending, answer_pending()):
             if isinstance(result, Exception):
                 out.write([{"id": item.id, "error": f"{type(result).__name__}: {result}"}])
                 failed += 1
+            elif majority is not None:
+                out.write([majority_record(item.id, result)])
+                done += 1
             else:
                 out.write([{"id": item.id, "reasoning": result.reasoning, "answer": result.answer_text,
                             "prediction": result.answer, "steps": result.steps, "tokens": result.tokens,
@@ -278,12 +296,32 @@ def run_inference(
             bar.update(1)
             continue
         pending.append((item, features, None))
-        if len(pending) >= batch_size:
+        if len(pending) >= (1 if majority is not None else batch_size):
             flush_batch()
     if pending:
         flush_batch()
     bar.close()
     return InferenceSummary(len(items), done, skipped, failed, time.perf_counter() - started, errors_kept)
+
+
+def majority_record(item_id: str, majority) -> dict:
+    """One item's Major@k record: the vote's winner as its `prediction` and `answer` (so `eval` scores
+    the vote unchanged), the reasoning of the first path that voted for it, the vote counts, and each
+    path's answer, reasoning and answer text (the order they were sampled in)."""
+    results = majority.results
+    winner = next((r for r in results if majority.answer is not None and r.answer == majority.answer), None)
+    return {
+        "id": item_id,
+        "reasoning": winner.reasoning if winner is not None else None,
+        "answer": majority.answer,
+        "prediction": majority.answer,
+        "majority": len(results),
+        "votes": majority.counts,
+        "path_answers": [r.answer for r in results],
+        "paths": [{"reasoning": r.reasoning, "answer": r.answer_text} for r in results],
+        "tokens": {key: sum(r.tokens.get(key, 0) for r in results) for key in ("reasoning", "answer")},
+        "seconds": round(results[0].timings["total_s"], 4) if results else 0.0,
+    }
 
 
 def merge_part(out_path: Path, part: Path, warn: Callable[[str], None] = _warn) -> None:

@@ -2,7 +2,8 @@
 
 Each subcommand lives in `salmonn_o1/commands/<name>.py` and exposes
 `register(subparsers)`, which adds its parser and sets `func`. Heavy imports
-(torch, transformers) happen inside the command functions so `--help` is fast.
+(torch, transformers) happen inside the command functions so `--help` is fast. A command's
+`--threads` is applied here, once, before torch is imported (`salmonn_o1.runtime`).
 
 Other installed packages add subcommands through the `salmonn_o1.commands`
 entry-point group (`[project.entry-points."salmonn_o1.commands"]` in their
@@ -29,6 +30,8 @@ COMMAND_MODULES = [
     "salmonn_o1.commands.pdpo",
     "salmonn_o1.commands.train",
     "salmonn_o1.commands.convert",
+    "salmonn_o1.commands.serve",
+    "salmonn_o1.commands.ui",
 ]
 PLUGIN_GROUP = "salmonn_o1.commands"
 
@@ -71,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if getattr(args, "threads", None) is not None:
+            # an explicit --threads is set before anything imports torch (OpenMP reads it when torch loads)
+            from salmonn_o1.runtime import configure_threads
+
+            configure_threads(args.threads)
         result = args.func(args)
     except SalmonnError as error:
         print(f"salmonn-o1 {args.command}: error: {error}", file=sys.stderr)
@@ -86,7 +94,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return int(result or 0)
+    code = int(result or 0)
+    if argv is None and getattr(args, "exit_at_once", False):
+        exit_at_once(code)
+    return code
+
+
+def exit_at_once(code: int) -> None:
+    """End the process without the interpreter's teardown of torch and transformers (module and C++
+    static teardown: about a second, several on a busy machine, docs/performance.md), for a command
+    that has written everything it writes to stdout and stderr and holds nothing else (`ask`).
+    Only from the command line (`main()` without argv), never for a caller of `main([...])`."""
+    import contextlib
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be written anyway
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,13 @@ loading a released-layout checkpoint sets the release's media rules.
 from __future__ import annotations
 
 import math
+import os
 from typing import Literal
 
 from transformers import AutoConfig, Blip2QFormerConfig, Qwen2Config, SiglipVisionConfig, WhisperConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
+
+from salmonn_o1.remote_code import AUTO_MAP, write_remote_code
 
 InterleaveMode = Literal["aligned", "release"]
 
@@ -127,6 +130,26 @@ class SalmonnO1Config(PreTrainedConfig):
             )
         if self.audio_encoder_frames_per_chunk % self.audio_tokens_per_chunk_per_query:
             raise ValueError("audio_window_seconds must divide the Whisper frames of one chunk evenly")
+
+    # ---- transformers' remote-code loading (salmonn_o1.remote_code) ----
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> None:
+        """`config.json` with our `auto_map`, and the shim modules it names beside it.
+
+        Every save goes through here (the model's and the processor's save the config), so
+        every directory we write loads with `trust_remote_code=True` without `import salmonn_o1`.
+        """
+        os.makedirs(save_directory, exist_ok=True)
+        write_remote_code(save_directory)
+        self.auto_map = dict(AUTO_MAP)
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoConfig") -> None:
+        """Nothing to do: the shims written on save already serve every Auto class.
+
+        transformers calls this on a class it loaded through `auto_map`; the default would set
+        `_auto_class`, and the next save would copy this module's source over the shims.
+        """
 
     # ---- derived numbers (one place for the token arithmetic) ----
     @property

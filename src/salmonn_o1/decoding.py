@@ -11,9 +11,13 @@ policy (alternative steps, completions) and the contrastive KL step scores.
     answer_turn(first, ...)       append the follow-up question to turn 1's KV cache, decode turn 2
     answer_turn_from_scratch(...) the release's turn 2: re-encode, prefill prompt + reasoning + follow-up
     tail_logits(rows, media, k)   teacher-forced logits of each row's last k positions
+    shared_prefix(rows, media)    the positions all rows share, prefilled once (None: not worth it)
 
-Sampling is `generation.decode`'s loop, unchanged: a seeded generator per
-call, so the same seed gives the same samples. The decoder calls only the
+Rows that begin alike (several questions about one video: the same system
+prompt and media; pDPO completions of one prefix) share a prefix: it is
+prefilled once, at batch 1, its KV cache repeated for the rows, and each row's
+rest is fed after it (`SharedPrefix`). Sampling is `generation.decode`'s
+loop: a seeded generator per call, so the same seed gives the same samples. The decoder calls only the
 model's own methods (`encode_media`, `splice_media`, `get_input_embeddings`,
 and its forward over `inputs_embeds` with a cache), never the language model
 inside it.
@@ -29,7 +33,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from salmonn_o1.chat import follow_up_ids
-from salmonn_o1.generation import DecodeResult, SamplingConfig, decode
+from salmonn_o1.generation import DecodeResult, DecodeState, SamplingConfig, decode, prefill
 from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION, IM_END
 
@@ -63,13 +67,53 @@ class ProtocolIds:
         )
 
 
-class Decoder:
-    """Prefill -> reasoning turn -> follow-up -> answer turn, over one decode state (KV cache reused)."""
+@dataclass(frozen=True)
+class SharedPrefix:
+    """The first `length` positions every row has in common, and how the media splits around them.
 
-    def __init__(self, model: nn.Module, ids: ProtocolIds | None = None):
+    Rows share a position when their token ids agree there and, where it is a media placeholder,
+    they splice the same media sequence (the same object: `Decoder.encode_media` gives rows of one
+    input the same one). Rows with different media share only the text before the first placeholder.
+    At least one position of every row is left to its suffix: the prefill of the suffixes gives
+    each row's first logits.
+    """
+
+    length: int
+    media: torch.Tensor | None  # the prefix's media tokens (a leading slice of the shared sequence)
+    suffix_media: list[torch.Tensor | None]  # per row: the media tokens after the prefix
+
+    @classmethod
+    def of(cls, rows: Rows, media: Media, media_token_id: int | None, leave: int = 1) -> SharedPrefix:
+        first = rows[0]
+        limit = min(len(row) for row in rows) - leave
+        length = 0
+        while length < limit and all(row[length] == first[length] for row in rows):
+            length += 1
+        placeholders = sum(1 for t in first[:length] if t == media_token_id) if media_token_id is not None else 0
+        if placeholders == 0:
+            return cls(length, None, list(media))
+        shared = media[0]
+        if shared is None or any(m is not shared for m in media):
+            return cls(list(first).index(media_token_id), None, list(media))
+        rest = shared[placeholders:]
+        return cls(length, shared[:placeholders], [rest if rest.shape[0] else None] * len(rows))
+
+
+class Decoder:
+    """Prefill -> reasoning turn -> follow-up -> answer turn, over one decode state (KV cache reused).
+
+    min_shared_prefix: the fewest common positions worth a separate batch-1 prefill (below it,
+    the rows are prefilled whole, as one left-padded batch).
+    drop_finished: rows that stopped leave the decode batch until the turn ends (`generation.decode`).
+    """
+
+    def __init__(self, model: nn.Module, ids: ProtocolIds | None = None, min_shared_prefix: int = 32,
+                 drop_finished: bool = True):
         self.model = model
         self.ids = ids if ids is not None else ProtocolIds()
         self.encoder_calls = 0  # media encodings run, for tests and benchmarks
+        self.min_shared_prefix = min_shared_prefix
+        self.drop_finished = drop_finished
 
     @classmethod
     def from_tokenizer(cls, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> Decoder:
@@ -112,8 +156,34 @@ class Decoder:
         stop_ids = self.ids.stop_ids if stop_ids is None else stop_ids
         if not stop_ids:
             raise ValueError("no stop ids: build the Decoder with ProtocolIds.from_tokenizer(tokenizer)")
+        state, rows, media = self._prefill_shared(rows, media)
         embeds, mask = self.embed(rows, media)
-        return decode(self.model, embeds, mask, sampling, stop_ids, self.ids.pad_id, on_token=on_token)
+        result = decode(self.model, embeds, mask, sampling, stop_ids, self.ids.pad_id, state=state,
+                        on_token=on_token, drop_finished=self.drop_finished)
+        if state is not None:
+            result.positions += state.tokens_fed  # the prefix, prefilled once
+            result.forward_passes += 1
+        return result
+
+    def shared_prefix(self, rows: Rows, media: Media, leave: int = 1) -> SharedPrefix | None:
+        """The rows' common prefix when it is worth prefilling once (several rows, >= min_shared_prefix)."""
+        if len(rows) < 2:
+            return None
+        prefix = SharedPrefix.of(rows, media, getattr(self.model.config, "media_token_id", None), leave)
+        return prefix if prefix.length >= self.min_shared_prefix else None
+
+    def _prefill_shared(self, rows: Rows, media: Media, leave: int = 1) -> tuple[DecodeState | None, Rows, Media]:
+        """Prefill the shared prefix once and repeat its cache per row: (state, each row's rest, its media).
+
+        The rests are left-padded as usual, so the padding becomes holes between the prefix and each
+        row's rest; positions count real tokens only, so every row sees the positions of a full prefill.
+        """
+        prefix = self.shared_prefix(rows, media, leave)
+        if prefix is None:
+            return None, rows, media
+        embeds, mask = self.embed([rows[0][:prefix.length]], [prefix.media])
+        state = prefill(self.model, embeds, mask).expand(len(rows))
+        return state, [row[prefix.length:] for row in rows], prefix.suffix_media
 
     @torch.no_grad()
     def answer_turn(self, first: DecodeResult, sampling: SamplingConfig) -> DecodeResult:
@@ -124,7 +194,7 @@ class Decoder:
         """
         follow = torch.tensor([self._follow_up()] * len(first.tokens), device=self.device)
         return decode(self.model, self.model.get_input_embeddings()(follow), torch.ones_like(follow), sampling,
-                      self.ids.stop_ids, self.ids.pad_id, state=first.state)
+                      self.ids.stop_ids, self.ids.pad_id, state=first.state, drop_finished=self.drop_finished)
 
     @torch.no_grad()
     def answer_turn_from_scratch(self, rows: Rows, first: DecodeResult, features: Sequence[MediaFeatures | None],
@@ -137,9 +207,18 @@ class Decoder:
     # ---- teacher forcing ----
     @torch.no_grad()
     def tail_logits(self, rows: Rows, media: Media, keep: int) -> torch.Tensor:
-        """Logits of the last `keep` positions of each (left-padded) row: (B, keep, V)."""
+        """Logits of the last `keep` positions of each (left-padded) row: (B, keep, V).
+
+        A prefix the rows share (a prompt scored with many continuations) runs once, as in `generate`.
+        """
+        state, rows, media = self._prefill_shared(rows, media, leave=keep)
         embeds, mask = self.embed(rows, media)
-        return self.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
+        if state is None:
+            return self.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
+        mask = torch.cat([state.attention_mask, mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
+        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=state.cache,
+                          use_cache=True, logits_to_keep=keep).logits
 
     def _follow_up(self) -> list[int]:
         if not self.ids.follow_up:

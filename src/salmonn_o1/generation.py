@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 
 @dataclass
@@ -38,6 +39,60 @@ class SamplingConfig:
             raise ValueError("top_p must be in (0, 1]")
 
 
+class GrowingLayer(DynamicLayer):
+    """A `DynamicLayer` whose keys and values live in a buffer with room to spare.
+
+    `DynamicLayer.update` concatenates, copying the layer's whole cache on every decode step; on
+    CPU that copy (into freshly allocated memory) costs more than the step's attention and grows
+    with the batch. Here a step writes into the buffer's spare room, and the buffer grows by
+    `GROW` positions only when full. `keys` / `values` are views of the filled part, so the
+    layer's other methods (batch selection and repetition, crop) work unchanged: assigning them
+    replaces the buffer with the assigned tensor.
+    """
+
+    GROW = 256  # spare positions added when the buffer fills (memory kept over a concatenating cache)
+
+    def __init__(self, **kwargs):
+        self._buffers: dict[str, torch.Tensor | None] = {"keys": None, "values": None}
+        self._filled = {"keys": 0, "values": 0}  # each buffer its own: a method assigns one, then reads the other
+        super().__init__(**kwargs)
+
+    def _view(self, name: str) -> torch.Tensor | None:
+        buffer = self._buffers[name]
+        return buffer if buffer is None or buffer.dim() != 4 else buffer[:, :, :self._filled[name]]
+
+    def _assign(self, name: str, value: torch.Tensor | None) -> None:
+        self._buffers[name] = value
+        self._filled[name] = value.shape[-2] if value is not None and value.dim() == 4 else 0
+
+    keys = property(lambda self: self._view("keys"), lambda self, value: self._assign("keys", value))
+    values = property(lambda self: self._view("values"), lambda self, value: self._assign("values", value))
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        for name, new in (("keys", key_states), ("values", value_states)):
+            buffer, filled, length = self._buffers[name], self._filled[name], new.shape[-2]
+            if buffer.dim() != 4 or filled + length > buffer.shape[-2] or buffer.shape[0] != new.shape[0]:
+                grown = new.new_empty((*new.shape[:2], filled + length + self.GROW, new.shape[-1]))
+                if filled:
+                    grown[:, :, :filled] = buffer[:, :, :filled]
+                buffer = self._buffers[name] = grown
+            buffer[:, :, filled:filled + length] = new
+            self._filled[name] = filled + length
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self._filled["keys"] if self.is_initialized else 0
+
+
+class GrowingCache(DynamicCache):
+    """A `DynamicCache` of `GrowingLayer`s (layers added as the model first writes them)."""
+
+    def __init__(self):
+        Cache.__init__(self, layer_class_to_replicate=GrowingLayer)
+
+
 @dataclass
 class DecodeState:
     """What a later turn needs to continue the same sequences."""
@@ -47,6 +102,14 @@ class DecodeState:
     pending: list[int | None]  # the last sampled token of each sample, not yet fed to the model
     tokens_fed: int = 0  # forward positions processed, for accounting
 
+    def expand(self, repeats: int) -> DecodeState:
+        """A batch-1 state (a shared prefix) repeated for `repeats` rows, in place on its cache."""
+        if self.attention_mask.shape[0] != 1:
+            raise ValueError(f"only a batch-1 state expands, this one holds {self.attention_mask.shape[0]} rows")
+        self.cache.batch_repeat_interleave(repeats)
+        return DecodeState(self.cache, self.attention_mask.expand(repeats, -1).clone(), self.pending * repeats,
+                           self.tokens_fed)
+
 
 @dataclass
 class DecodeResult:
@@ -55,6 +118,7 @@ class DecodeResult:
     state: DecodeState
     forward_passes: int = 0
     generated: int = field(default=0)
+    positions: int = 0  # rows x positions the forwards of this call ran (a shared prefix counts once)
 
 
 def pick_next(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
@@ -77,9 +141,56 @@ def pick_next(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.G
 
 
 def _forward(model: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, cache, new_len: int):
+    """One forward over `new_len` new positions; only the last position's logits are computed
+    (a prompt's full (B, L, V) logits would dwarf the model's activations at a 152k vocabulary)."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -new_len:]
-    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+    cache = GrowingCache() if cache is None else cache
+    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                logits_to_keep=1)
     return out.logits[:, -1], out.cache
+
+
+def prefill(model: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> DecodeState:
+    """Run a prompt into a fresh cache without sampling: the state a shared prefix is expanded from."""
+    mask = attention_mask.long()
+    _, cache = _forward(model, inputs_embeds, mask, None, inputs_embeds.shape[1])
+    return DecodeState(cache=cache, attention_mask=mask, pending=[None] * mask.shape[0],
+                       tokens_fed=inputs_embeds.shape[1])
+
+
+class _Parked:
+    """Rows dropped from the decode batch once they stopped: their cache rows and mask, until the turn ends.
+
+    A finished row only idles (its positions are masked holes), so feeding it costs attention over its
+    whole cache for nothing; parking it shrinks every later forward to the rows still generating.
+    `restore` rebuilds the full batch in the original row order, the parked rows' missed steps as holes.
+    """
+
+    def __init__(self):
+        self.rows: list[tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = []
+
+    def park(self, cache, mask: torch.Tensor, local: list[int], original: list[int]) -> None:
+        index = torch.tensor(local, device=mask.device)
+        layers = [(layer.keys[index], layer.values[index]) for layer in cache.layers]
+        self.rows.append((original, layers, mask[index]))
+
+    def restore(self, cache, mask: torch.Tensor, active: list[int], batch: int) -> torch.Tensor:
+        if not self.rows:
+            return mask
+        length = mask.shape[1]
+        order = list(active) + [i for original, _, _ in self.rows for i in original]
+        inverse = torch.empty(batch, dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(batch)
+        inverse = inverse.to(mask.device)
+
+        def pad(t: torch.Tensor) -> torch.Tensor:  # (n, ..., L, D) or (n, L) -> length L_total, holes of zeros
+            missing = length - t.shape[-2 if t.dim() == 4 else -1]
+            return nn.functional.pad(t, (0, 0, 0, missing) if t.dim() == 4 else (0, missing))
+
+        for k, layer in enumerate(cache.layers):
+            layer.keys = torch.cat([layer.keys] + [pad(layers[k][0]) for _, layers, _ in self.rows])[inverse]
+            layer.values = torch.cat([layer.values] + [pad(layers[k][1]) for _, layers, _ in self.rows])[inverse]
+        return torch.cat([mask] + [pad(m) for _, _, m in self.rows])[inverse]
 
 
 def decode(
@@ -91,13 +202,18 @@ def decode(
     pad_token_id: int,
     state: DecodeState | None = None,
     on_token: Callable[[int, int], None] | None = None,
+    drop_finished: bool = True,
 ) -> DecodeResult:
     """Feed `inputs_embeds` (after `state`, if continuing) and generate until every sample stops.
 
     model: has `get_input_embeddings()` and a forward taking inputs_embeds, attention_mask,
-    position_ids, cache and use_cache (`SalmonnO1ForConditionalGeneration` does).
-    inputs_embeds: (B, L, H) new positions; attention_mask: (B, L) for them (left padding allowed).
+    position_ids, cache, use_cache and logits_to_keep (`SalmonnO1ForConditionalGeneration` does).
+    inputs_embeds: (B, L, H) new positions; attention_mask: (B, L) for them (holes and left padding allowed).
     on_token(sample_index, token_id) is called for every generated token (for streaming).
+    drop_finished: rows that stopped leave the batch (their cache rows parked) and come back, their
+    missed steps as holes, when the turn ends; False feeds them holes instead (same tokens, more work).
+    Every row's last sampled token (its stop token, or the last one when out of tokens) is left
+    pending in the returned state: a later turn feeds it first.
     """
     generator = None
     if sampling.do_sample:
@@ -108,38 +224,53 @@ def decode(
     cache = None
     mask = attention_mask.long()
     if state is not None:
-        pending = torch.tensor([p if p is not None else pad_token_id for p in state.pending], device=device)
-        pending_mask = torch.tensor([[p is not None] for p in state.pending], device=device, dtype=torch.long)
-        inputs_embeds = torch.cat([embed(pending).unsqueeze(1).to(inputs_embeds.dtype), inputs_embeds], dim=1)
-        mask = torch.cat([state.attention_mask, pending_mask, mask], dim=1)
+        if any(p is not None for p in state.pending):
+            pending = torch.tensor([p if p is not None else pad_token_id for p in state.pending], device=device)
+            pending_mask = torch.tensor([[p is not None] for p in state.pending], device=device, dtype=torch.long)
+            inputs_embeds = torch.cat([embed(pending).unsqueeze(1).to(inputs_embeds.dtype), inputs_embeds], dim=1)
+            mask = torch.cat([pending_mask, mask], dim=1)
+        mask = torch.cat([state.attention_mask, mask], dim=1)
         cache = state.cache
     new_len = inputs_embeds.shape[1]
     logits, cache = _forward(model, inputs_embeds, mask, cache, new_len)
-    passes, fed = 1, new_len
+    passes, fed, positions = 1, new_len, batch * new_len
     tokens: list[list[int]] = [[] for _ in range(batch)]
     stopped = [False] * batch
     pending: list[int | None] = [None] * batch
+    active = list(range(batch))  # the original row of each row still in the batch
+    parked = _Parked()
     for step in range(sampling.max_new_tokens):
-        # Invariant: everything sampled before this step has been fed; `logits` predict this step.
-        sampling_now = [not s for s in stopped]
+        # Invariant: everything sampled before this step has been fed; `logits` predict this step
+        # for the rows in `active` (with drop_finished off, stopped rows stay in the batch, unsampled).
         next_ids = pick_next(logits, sampling, generator)
-        for i in range(batch):
-            if sampling_now[i]:
-                token = int(next_ids[i])
-                tokens[i].append(token)
-                if on_token is not None:
-                    on_token(i, token)
-                stopped[i] = token in stop_token_ids
+        for j, i in enumerate(active):
+            if stopped[i]:
+                continue
+            token = int(next_ids[j])
+            tokens[i].append(token)
+            pending[i] = token
+            if on_token is not None:
+                on_token(i, token)
+            stopped[i] = token in stop_token_ids
         if all(stopped) or step == sampling.max_new_tokens - 1:
-            pending = [int(next_ids[i]) if sampling_now[i] else None for i in range(batch)]
             break
-        feed = torch.tensor(sampling_now, device=device)
+        if drop_finished and any(stopped[i] for i in active):
+            keep = [j for j, i in enumerate(active) if not stopped[i]]
+            gone = [j for j, i in enumerate(active) if stopped[i]]
+            parked.park(cache, mask, gone, [active[j] for j in gone])
+            index = torch.tensor(keep, device=device)
+            cache.batch_select_indices(index)
+            mask, next_ids = mask[index], next_ids[index]
+            active = [active[j] for j in keep]
+        feed = torch.tensor([not stopped[i] for i in active], device=device)
         last = torch.where(feed, next_ids, torch.full_like(next_ids, pad_token_id))
         mask = torch.cat([mask, feed.long().unsqueeze(1)], dim=1)
         logits, cache = _forward(model, embed(last).unsqueeze(1), mask, cache, 1)
         passes += 1
         fed += 1
+        positions += len(active)
+    mask = parked.restore(cache, mask, active, batch)
     result_state = DecodeState(cache=cache, attention_mask=mask, pending=pending,
                                tokens_fed=(state.tokens_fed if state else 0) + fed)
     return DecodeResult(tokens=tokens, finished=stopped, state=result_state, forward_passes=passes,
-                        generated=sum(len(t) for t in tokens))
+                        generated=sum(len(t) for t in tokens), positions=positions)

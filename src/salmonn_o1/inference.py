@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -185,12 +186,18 @@ class SalmonnO1Pipeline:
     # ---- the work ----
     @torch.no_grad()
     def ask_batch(self, questions: list[Question], stream=None, answer_max_new_tokens: int | None = None,
-                  reuse_cache: bool = True, **generation) -> list[AnswerResult]:
+                  reuse_cache: bool = True, on_token: Callable[[int, int], None] | None = None,
+                  **generation) -> list[AnswerResult]:
         """Questions about any mix of media, answered as one left-padded batch.
 
         reuse_cache=False runs the answer turn as the release does: the media is
         encoded again and the whole conversation is prefilled from scratch.
+        on_token(row, token_id) sees every turn-1 token of every row as it is sampled (`stream` only
+        streams a lone question's text), so a server can stream each request of a shared batch; an
+        exception raised in it abandons the batch.
         """
+        if stream is not None and on_token is not None:
+            raise ValueError("give stream (one question's text) or on_token (every row's tokens), not both")
         sampling = SamplingConfig(**generation)
         started = time.perf_counter()
         features = [self.features(q.media) for q in questions]
@@ -198,7 +205,6 @@ class SalmonnO1Pipeline:
         media = self.decoder.encode_media(features)
         encoded = time.perf_counter()
 
-        on_token = None
         if stream is not None and len(questions) == 1:
             on_token = _Streamer(self.processor.tokenizer, stream, self.stop_ids)
         first = self.decoder.generate(rows, media, sampling, on_token=on_token)

@@ -10,8 +10,9 @@ ids, labels and media features (cheap to do in DataLoader workers), and
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from transformers.utils import CONFIG_NAME
 
 from salmonn_o1.chat import IGNORE_INDEX, encode_conversation
 from salmonn_o1.config import SalmonnO1Config
-from salmonn_o1.media_types import DecodedMedia
+from salmonn_o1.media_types import SAMPLE_RATE, DecodedMedia
+from salmonn_o1.messages import is_batch, split_conversation
 from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
 from salmonn_o1.tokenizer import load_tokenizer
 
@@ -53,11 +55,14 @@ class SalmonnO1Processor:
 
     # ---- persistence ----
     @classmethod
-    def from_pretrained(cls, path: str | Path, config: SalmonnO1Config | None = None) -> SalmonnO1Processor:
+    def from_pretrained(cls, path: str | Path, config: SalmonnO1Config | None = None,
+                        **loading_kwargs: Any) -> SalmonnO1Processor:
         """The tokenizer saved in `path`, and the model config from its `config.json` (unless given).
 
         The processor has no settings of its own: everything it needs (frame rate, image size,
         mel bins, token counts) is the model's config, stored once, in `config.json`.
+        `loading_kwargs`: what `AutoProcessor.from_pretrained` passes on (`revision`,
+        `trust_remote_code`, ...); a local directory needs none of it.
         """
         path = Path(path)
         if config is None:
@@ -189,11 +194,72 @@ class SalmonnO1Processor:
             samples.append(self.encode(conversation, media, add_generation_prompt, kind=kind))
         return self.collate(samples, padding_side)
 
+    # ---- chat messages, as transformers' multimodal processors take them ----
+    def apply_chat_template(
+        self,
+        conversation: list[dict] | list[list[dict]],
+        *,
+        tokenize: bool = False,
+        return_dict: bool = False,
+        return_tensors: str | None = "pt",
+        add_generation_prompt: bool = False,
+        use_audio_in_video: bool | None = None,
+        load_audio_from_video: bool | None = None,
+        padding: bool = True,
+        padding_side: str = "left",
+    ) -> str | list[str] | torch.Tensor | dict[str, torch.Tensor | MediaBatch]:
+        """Chat messages with typed content items -> the prompt text, or the model's inputs.
+
+        Content items as Qwen2.5-Omni's processor takes them: `{"type": "video", "video": PATH}`,
+        `{"type": "audio", "audio": PATH}`, `{"type": "image", "image": PATH}` (a path or
+        `DecodedMedia`), `{"type": "text", "text": ...}`; a plain string content is text. At most
+        one media item per conversation (`salmonn_o1.messages`). A batch is a list of conversations.
+
+        tokenize=False (the default, as in transformers): the prompt text, one `<image>` where the
+        media goes. tokenize=True: the input ids; with return_dict=True the dict
+        `model.generate(**inputs)` takes: input_ids, attention_mask (left-padded) and media.
+        use_audio_in_video (Qwen2.5-Omni's name; `load_audio_from_video` is transformers' newer one):
+        True (our default) takes a video's audio from its own track; False gives the video as a file
+        without an audio track is given: silence as long as the video, marked `has_audio=False`.
+        """
+        if return_tensors not in ("pt", None):
+            raise ValueError(f"return_tensors={return_tensors!r}: only 'pt' (PyTorch tensors) is supported")
+        if not padding:
+            raise ValueError("padding=False: a batch is always padded (left for generation)")
+        if None not in (use_audio_in_video, load_audio_from_video) and use_audio_in_video != load_audio_from_video:
+            raise ValueError("use_audio_in_video and load_audio_from_video disagree; pass one of them")
+        with_audio = next((flag for flag in (use_audio_in_video, load_audio_from_video) if flag is not None), True)
+        batched = is_batch(conversation)
+        conversations = [split_conversation(c, i) for i, c in enumerate(conversation if batched else [conversation])]
+        if not tokenize:
+            texts = [self.decode(encode_conversation(self.tokenizer, c.messages, media_token_count=int(c.kind is not None),
+                                                     add_generation_prompt=add_generation_prompt).input_ids)
+                     for c in conversations]
+            return texts if batched else texts[0]
+        samples = []
+        for c in conversations:
+            media = c.media
+            if c.kind == "video" and not with_audio:
+                media = _without_audio(self.load_media(media, "video"))
+            samples.append(self.encode(c.messages, media, add_generation_prompt, kind=c.kind))
+        batch = self.collate(samples, padding_side)
+        del batch["labels"]  # generate takes no labels; training goes through `encode` + `collate`
+        return batch if return_dict else batch["input_ids"]
+
+    def register_for_auto_class(self, auto_class: str = "AutoProcessor") -> None:
+        """Nothing to do: saved directories carry the shim `auto_map` points at (`salmonn_o1.remote_code`)."""
+
     def decode(self, ids, **kwargs) -> str:
         return self.tokenizer.decode(ids, **kwargs)
 
     def batch_decode(self, ids, **kwargs) -> list[str]:
         return self.tokenizer.batch_decode(ids, **kwargs)
+
+
+def _without_audio(decoded: DecodedMedia) -> DecodedMedia:
+    """The video as a file without an audio track decodes (salmonn_o1.media): silence as long as the video."""
+    silence = np.zeros(int(round(decoded.duration * SAMPLE_RATE)), np.float32)
+    return replace(decoded, audio=silence, has_audio=False)
 
 
 def _as_conversations(text, messages) -> list[list[dict]]:

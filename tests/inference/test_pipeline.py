@@ -89,3 +89,17 @@ def test_streaming_receives_the_reasoning_text(pipeline):
     pieces: list[str] = []
     result = pipeline.ask(colour_clip(), "What colour?", ["red", "blue"], stream=pieces.append, **GREEDY)
     assert "".join(pieces).strip() == result.reasoning
+
+
+def test_on_token_sees_every_row_of_a_batch(pipeline):
+    """The per-row hook a server streams from: each row's turn-1 tokens, in order, whatever the batch."""
+    questions = [Question(colour_clip(2.0), "What colour?", ["red", "blue"]),
+                 Question(None, "Is this a question without media?", None, reasoning=False)]
+    seen: dict[int, list[int]] = {0: [], 1: []}
+    results = pipeline.ask_batch(questions, on_token=lambda row, token: seen[row].append(token), **GREEDY)
+    for row, result in enumerate(results):
+        assert len(seen[row]) == result.tokens["reasoning"] > 0
+        text = pipeline.processor.tokenizer.decode([t for t in seen[row] if t not in pipeline.stop_ids])
+        assert text.strip() == (result.reasoning if row == 0 else result.answer_text)
+    with pytest.raises(ValueError, match="not both"):
+        pipeline.ask_batch(questions[:1], stream=print, on_token=print, **GREEDY)

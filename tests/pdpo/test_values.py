@@ -93,16 +93,22 @@ def test_model_policy_continues_from_the_prefix(pipeline, synth_features, monkey
     assert sampled.step is not None and sampled.generated >= 1
 
     calls.clear()
+    rows_seen = []
+    real_generate = decoding_module.Decoder.generate
+
+    def generate_spy(self, rows, media, *args, **kwargs):
+        rows_seen.append([list(row) for row in rows])
+        return real_generate(self, rows, media, *args, **kwargs)
+
+    # The rows, as ids: the decoder feeds their shared prefix once and only each row's rest after it.
+    monkeypatch.setattr(decoding_module.Decoder, "generate", generate_spy)
     steps = [Continuation("\n3. It is green.<end_of_step>"), Continuation("\n3. The answer is A.", ends_turn=True)]
     completions = policy.complete(context, prefix, steps, n=3, seed=1)
     assert [len(c) for c in completions] == [3, 3]
-    open_rows, closed_rows = calls[0], calls[2]
     row_ids = expected_ids + continuation_ids(pipeline.processor, steps[0])
-    assert open_rows[0].shape[0] == 3 and torch.equal(
-        open_rows[0][0], pipeline.model.splice_media(torch.tensor([row_ids]), [context.media])[0])
-    assert calls[1][2] is not None  # the answer turn continues the reasoning turn's cache
     closed_ids = expected_ids + continuation_ids(pipeline.processor, steps[1]) + policy.follow_up
-    assert closed_rows[1][0].sum() == len(closed_ids)
+    assert rows_seen == [[row_ids] * 3, [closed_ids] * 3]
+    assert calls[1][2] is not None and calls[1][0].shape[0] == 3  # the answer turn continues turn 1's cache
     assert all(c.reasoning == "".join(prefix) + steps[1].text for c in completions[1])
     assert all(c.reasoning.startswith("".join(prefix) + steps[0].text) for c in completions[0])
     assert all(1 <= c.generated <= 8 for c in completions[0])

@@ -5,6 +5,10 @@ reasoning steps (streamed on a terminal, rendered as the final output renders th
 answer read by the one rule every command shares (`salmonn_o1.eval.extract.read_answer`); an
 unreadable answer is shown as such. With the shipped default model a one-line note on stderr
 says what that model knows (AVR-Synth only); `--quiet` silences it and the loading bars.
+
+`--majority K` samples K reasoning paths in one batch and votes on their answers (Major@k,
+`SalmonnO1Pipeline.ask_majority`); `--verbose` says on stderr how the model ran (threads,
+device, size, load time), which is what to look at first when a run is slower than expected.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from typing import Any, TextIO
 
 from salmonn_o1.commands.common import (
     add_generation_arguments,
+    add_majority_argument,
     add_model_arguments,
+    add_threads_argument,
     generation_kwargs,
     load_pipeline,
 )
@@ -42,9 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="reasoning instruction: 'release' (the released model's demos), 'step-marked' "
                              "(ours, asks for <end_of_step> after each step) or the text itself "
                              "(default: the one the model's config.json names)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="say on stderr how the model ran: CPU threads and why, device, parameters, load time")
+    add_majority_argument(parser)
     add_model_arguments(parser)
+    add_threads_argument(parser)
     add_generation_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, exit_at_once=True)  # it holds no files: skip the interpreter's teardown
 
 
 def validate_arguments(question: str, options: list[str] | None) -> None:
@@ -160,13 +170,47 @@ class StepPrinter:
             self.wrote = True
 
 
+def runtime_facts(pipeline, load_s: float) -> dict[str, Any]:
+    """How the model ran: its CPU threads (and why that many), device, dtype, size, and the seconds
+    the model took to load, torch's import included (most of a short clip's wall time)."""
+    import torch
+
+    from salmonn_o1.runtime import thread_setting
+
+    setting = thread_setting()
+    return {"threads": torch.get_num_threads(), "threads_reason": setting.reason if setting else None,
+            "device": str(pipeline.device), "dtype": str(pipeline.model.dtype).removeprefix("torch."),
+            "parameters": sum(p.numel() for p in pipeline.model.parameters()), "load_s": round(load_s, 3)}
+
+
+def describe_runtime(facts: dict[str, Any]) -> str:
+    """`Runtime: cpu float32, 2.4M parameters, ready in 4.10 s; 1 CPU thread (--threads)`."""
+    threads = facts["threads"]
+    return (f"Runtime: {facts['device']} {facts['dtype']}, {facts['parameters'] / 1e6:.1f}M parameters, ready in "
+            f"{facts['load_s']:.2f} s (imports and weights); {threads} CPU thread{'s' if threads != 1 else ''} ({facts['threads_reason']})")
+
+
+def check_majority(args: argparse.Namespace) -> None:
+    from salmonn_o1.errors import DataError
+
+    if args.majority is not None and args.no_reasoning:
+        raise DataError("--majority votes over sampled reasoning paths; it cannot be used with --no-reasoning")
+
+
 def run(args: argparse.Namespace) -> int:
+    import time
+
     from salmonn_o1.errors import MediaError
 
     validate_arguments(args.question, args.options)  # before the model loads
+    check_majority(args)
     if args.model is None and not args.quiet:
         print(DEFAULT_MODEL_NOTE, file=sys.stderr)
+    started = time.perf_counter()
     pipeline = load_pipeline(args)  # --quiet: without the loading bars
+    runtime = runtime_facts(pipeline, time.perf_counter() - started)
+    if args.verbose:
+        print(describe_runtime(runtime), file=sys.stderr)
     if args.prompt is not None:
         pipeline.prompt = args.prompt
     try:
@@ -174,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         raise MediaError(f"{args.media}: no such file") from error
     facts = media_facts(features)
+    if args.majority is not None:
+        return run_majority(args, pipeline, features, facts, runtime)
     streaming = sys.stdout.isatty() and not args.json and not args.no_reasoning
     printer = StepPrinter(sys.stdout) if streaming else None
     if streaming:
@@ -185,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         stream=printer.feed if printer is not None else None, **generation_kwargs(args),
     )
     if args.json:
-        print(json.dumps({**result.to_dict(), "media": facts}, indent=2, ensure_ascii=False))
+        print(json.dumps({**result.to_dict(), "media": facts, "runtime": runtime}, indent=2, ensure_ascii=False))
         return 0
     if printer is not None:
         printer.close()
@@ -199,3 +245,27 @@ def run(args: argparse.Namespace) -> int:
     print(format_answer(result.answer, result.answer_text))
     return 0
 
+
+
+def format_votes(counts: dict[str, int], k: int) -> str:
+    """`Votes: A 12, B 5 (of 20 paths; 3 unreadable)`: most votes first."""
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    unreadable = k - sum(counts.values())
+    text = ", ".join(f"{answer} {votes}" for answer, votes in ranked) or "none"
+    return f"Votes: {text} (of {k} paths" + (f"; {unreadable} unreadable)" if unreadable else ")")
+
+
+def run_majority(args: argparse.Namespace, pipeline, features, facts, runtime) -> int:
+    """--majority K: K sampled paths in one batch, the vote, the winner (--json: the whole MajorityResult)."""
+    majority = pipeline.ask_majority(features, args.question, options=args.options, k=args.majority,
+                                     **generation_kwargs(args, sample=True))
+    if args.json:
+        print(json.dumps({**majority.to_dict(), "k": args.majority, "media": facts, "runtime": runtime},
+                         indent=2, ensure_ascii=False))
+        return 0
+    if facts is not None:
+        print(describe_media(facts))
+    print(format_votes(majority.counts, args.majority))
+    print(f"Answer: {majority.answer}" if majority.answer is not None
+          else f"Answer: unreadable (none of the {args.majority} paths gave a readable answer)")
+    return 0

@@ -6,12 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
+from salmonn_o1.commands.common import add_threads_argument, apply_threads
+
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "assets" / "sample"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="ask the default model about the bundled sample clip")
     parser.add_argument("--model", default=None, help="checkpoint directory (default: the shipped model)")
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -27,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         print("note      no trained model ships in this checkout: this runs the whole pipeline on the tiny *random*\n"
               "          model, so its text is noise. Pass --model CHECKPOINT_DIR (e.g. a train sft run's final/).")
     pipeline = SalmonnO1Pipeline.from_pretrained(args.model, device="cpu")
+    print(f"threads   {apply_threads(args, pipeline.model)}")
     for name in SAMPLE_ITEMS:
         ask_sample(pipeline, json.loads((SAMPLE_DIR / name).read_text()))
     return 0

@@ -7,7 +7,9 @@ import os
 
 from salmonn_o1.commands.common import (
     add_generation_arguments,
+    add_majority_argument,
     add_model_arguments,
+    add_threads_argument,
     generation_kwargs,
     int_at_least,
     load_pipeline,
@@ -34,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out instead of resuming it (also a file that is not a predictions file)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_majority_argument(parser)
     add_model_arguments(parser)
+    add_threads_argument(parser)
     add_generation_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -43,10 +47,13 @@ def run(args: argparse.Namespace) -> int:
     from salmonn_o1.batch_inference import OutputLock, merge_parts, prepare_output, run_inference
     from salmonn_o1.data.schema import read_items
     from salmonn_o1.errors import DataError, SalmonnError
+    from salmonn_o1.runtime import thread_setting
 
     if args.items_format != "items":
         args.data = str(benchmark_items(args.data, args.items_format, args.out))
     read_items(args.data)  # a malformed file fails here, before any model is loaded
+    if args.majority is not None and args.no_reasoning:
+        raise DataError("--majority votes over sampled reasoning paths; it cannot be used with --no-reasoning")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     state = None
@@ -81,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
         raise problem
     try:
         pipeline = load_pipeline(args)
-        generation = generation_kwargs(args)
+        generation = generation_kwargs(args, sample=args.majority is not None)
         summary = run_inference(
             args.data, args.out, pipeline, batch_size=args.batch_size, num_workers=args.num_workers,
             reasoning=not args.no_reasoning, generation=generation, rank=rank, world_size=world_size,
-            progress=not args.quiet,
+            progress=not args.quiet, majority=args.majority,
         )
         if state is not None:
             state.wait_for_everyone()
@@ -94,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if lock is not None:
             lock.release()
-    print(f"infer{f' [{rank}]' if world_size > 1 else ''}: {summary}")
+    print(f"infer{f' [{rank}]' if world_size > 1 else ''}: {summary}; {thread_setting().describe()}")
     return 0
 
 

@@ -43,9 +43,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type = PDPOSett
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    from salmonn_o1.commands.common import add_model_arguments
+    from salmonn_o1.commands.common import add_model_arguments, add_threads_argument
 
     add_model_arguments(parser)
+    add_threads_argument(parser)
     parser.add_argument("--out", required=True, help="stage folder (each stage reads the previous stage's JSONL)")
     add_settings_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from salmonn_o1.commands.common import add_threads_argument, apply_threads, parameters_before_loading
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="resume from the latest checkpoint-N in run.out_dir, or from the given checkpoint dir "
                              "(a following key=value is an override, not a checkpoint)")
     parser.add_argument("--stop-at", type=int, default=None, help="stop (after checkpointing) at this step")
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -44,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         from salmonn_o1.errors import RecipeError
 
         raise RecipeError(f"{args.config}: a recipe for stage {recipe.stage!r}, run with `train {args.stage}`")
+    # After the checks that need no torch. --threads (already set by cli.main), OMP_NUM_THREADS, or the
+    # default by the model's size told before it is built: a small model trains fastest on one thread too.
+    apply_threads(args, num_parameters=parameters_before_loading(getattr(recipe.model, "source", None)))
     if args.stage == "sft":
         from salmonn_o1.train.sft import build_sft
 

@@ -1,0 +1,190 @@
+"""The decoding path's savings change no result: a shared prefix prefilled once, finished rows out of
+the batch, only the next token's logits computed and a cache written in place, all decode what
+row-by-row decoding does."""
+
+import pytest
+import torch
+from transformers.cache_utils import DynamicLayer
+
+from salmonn_o1.decoding import Decoder, SharedPrefix
+from salmonn_o1.generation import GrowingLayer, SamplingConfig
+from salmonn_o1.processor import SalmonnO1Processor
+from salmonn_o1.prompts import format_question
+
+from clips import colour_clip
+
+QUESTIONS = ("What colour?", "Which colour shows first, then, and why?", "Any sound?", "Is it red or blue, or both?")
+
+
+@pytest.fixture()
+def model(tiny_model):
+    return tiny_model.double()  # float64: a random model's near-ties must not flip greedy choices
+
+
+@pytest.fixture()
+def processor(tiny_config, tokenizer):
+    return SalmonnO1Processor(tokenizer, tiny_config)
+
+
+def decoder(model, tokenizer, share: bool = True, drop: bool = True) -> Decoder:
+    ids = Decoder.from_tokenizer(model, tokenizer).ids
+    # 4: the tiny prompt's text before the media is 14 tokens, shared by rows of any media.
+    return Decoder(model, ids, min_shared_prefix=4 if share else 10**9, drop_finished=drop)
+
+
+def encode(processor, questions, features):
+    return [processor.encode(format_question(q, ["red", "blue"]), f).input_ids for q, f in zip(questions, features)]
+
+
+class Forwards:
+    """Records the (rows, positions) of every model forward and the shape of its logits."""
+
+    def __init__(self, model):
+        self.inputs, self.logits = [], []
+        self.handle = model.register_forward_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs, output):
+        self.inputs.append(tuple(kwargs["inputs_embeds"].shape[:2]))
+        self.logits.append(tuple(output.logits.shape))
+
+    def close(self):
+        self.handle.remove()
+
+
+def cases(processor):
+    one = processor.media_features(colour_clip(2.0))
+    other = processor.media_features(colour_clip(3.5, colour=(0, 0, 255)))
+    return {
+        "questions on one video": [one] * 4,
+        "different media and a text-only row": [one, other, None, one],
+    }
+
+
+@pytest.mark.parametrize("case", ["questions on one video", "different media and a text-only row"])
+def test_shared_prefix_decodes_as_each_row_alone(model, processor, tokenizer, case):
+    features = cases(processor)[case]
+    rows = encode(processor, QUESTIONS, features)
+    assert len({len(r) for r in rows}) > 1  # suffixes of unequal length
+    shared = decoder(model, tokenizer)
+    media = shared.encode_media(features)
+    prefix = shared.shared_prefix(rows, media)
+    assert prefix is not None
+    if case == "questions on one video":
+        assert prefix.media.shape[0] == media[0].shape[0]  # the whole media is in it
+    else:
+        assert prefix.media is None and prefix.length == rows[0].index(model.config.media_token_id)
+
+    sampling = SamplingConfig(max_new_tokens=6)
+    batch = shared.generate(rows, media, sampling)
+    alone = decoder(model, tokenizer, share=False)
+    for i, row in enumerate(rows):
+        assert alone.generate([row], [media[i]], sampling).tokens[0] == batch.tokens[i]
+
+    tail = shared.tail_logits(rows, media, keep=3)
+    for i, row in enumerate(rows):
+        torch.testing.assert_close(tail[i], alone.tail_logits([row], [media[i]], keep=3)[0], rtol=1e-9, atol=1e-9)
+
+    # The answer turn over the shared-prefix cache equals the release's from-scratch turn 2.
+    cached = shared.answer_turn(batch, SamplingConfig(max_new_tokens=4))
+    scratch = alone.answer_turn_from_scratch(rows, batch, features, SamplingConfig(max_new_tokens=4))
+    assert cached.tokens == scratch.tokens
+
+
+def test_the_shared_prefix_is_prefilled_once_and_only_next_token_logits_are_computed(model, processor, tokenizer):
+    features = cases(processor)["questions on one video"]
+    rows = encode(processor, QUESTIONS, features)
+    shared = decoder(model, tokenizer)
+    media = shared.encode_media(features)
+    prefix = shared.shared_prefix(rows, media)
+    forwards = Forwards(model)
+    try:
+        result = shared.generate(rows, media, SamplingConfig(max_new_tokens=3))
+    finally:
+        forwards.close()
+    longest_rest = max(len(r) for r in rows) - prefix.length
+    assert forwards.inputs[:2] == [(1, prefix.length), (4, longest_rest)]
+    assert len(forwards.inputs) == result.forward_passes
+    assert prefix.length > features[0].token_count  # the whole media went through the prefill once
+    assert all(rows_ == 4 and positions == 1 for rows_, positions in forwards.inputs[2:])
+    assert all(shape[1] == 1 for shape in forwards.logits)  # logits_to_keep=1 everywhere
+    assert result.positions == prefix.length + 4 * longest_rest + 4 * (result.forward_passes - 2)
+
+
+def test_rows_too_short_or_too_different_are_prefilled_whole(model, processor, tokenizer):
+    shared = decoder(model, tokenizer)
+    assert shared.shared_prefix([[5, 6, 7, 8, 9, 10]], [None]) is None  # one row: nothing to share
+    assert shared.shared_prefix([[5, 6, 7, 8, 9], [5, 6, 7, 1, 9]], [None, None]) is None  # 3 < 4
+    # Identical rows keep one position each for their own first logits.
+    assert SharedPrefix.of([[5, 6, 7], [5, 6, 7]], [None, None], None).length == 2
+
+
+def stop_tokens_that_end_rows_at_different_steps(decoder_, rows, media):
+    free = decoder_.generate(rows, media, SamplingConfig(max_new_tokens=10), stop_ids={-1})
+    stops = {free.tokens[0][2], free.tokens[1][6]}
+    ends = [next((k for k, t in enumerate(tokens) if t in stops), None) for tokens in free.tokens]
+    assert len(set(ends)) > 1 and any(e is not None and e < 9 for e in ends), ends
+    return stops
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_dropping_finished_rows_decodes_the_same_and_restores_every_row(model, processor, tokenizer, share):
+    features = cases(processor)["different media and a text-only row"]
+    rows = encode(processor, QUESTIONS, features)
+    dropping, feeding = decoder(model, tokenizer, share=share), decoder(model, tokenizer, share=share, drop=False)
+    media = dropping.encode_media(features)
+    stops = stop_tokens_that_end_rows_at_different_steps(feeding, rows, media)
+
+    sampling = SamplingConfig(max_new_tokens=10)
+    dropped = dropping.generate(rows, media, sampling, stop_ids=stops)
+    fed = feeding.generate(rows, media, sampling, stop_ids=stops)
+    assert dropped.tokens == fed.tokens and dropped.finished == fed.finished
+    assert dropped.positions < fed.positions  # the finished rows were not fed
+    assert dropped.state.attention_mask.shape == fed.state.attention_mask.shape
+    assert torch.equal(dropped.state.attention_mask, fed.state.attention_mask)
+
+    # Turn 2 over the restored state: as a from-scratch prefill of prompt + turn 1 + follow-up.
+    answer = SamplingConfig(max_new_tokens=5)
+    cached = dropping.answer_turn(dropped, answer)
+    scratch = feeding.answer_turn_from_scratch(rows, dropped, features, answer)
+    assert cached.tokens == scratch.tokens
+
+
+def test_seeded_sampling_over_a_shared_prefix_repeats(model, processor, tokenizer):
+    features = cases(processor)["questions on one video"]
+    rows = encode(processor, QUESTIONS, features) + encode(processor, QUESTIONS[:1], features)
+    features = features + features[:1]
+    shared = decoder(model, tokenizer)
+    media = shared.encode_media(features)
+    sampling = SamplingConfig(max_new_tokens=8, do_sample=True, temperature=1.5, seed=3)
+    runs = [shared.generate(rows, media, sampling) for _ in range(2)]
+    assert runs[0].tokens == runs[1].tokens
+    assert runs[0].tokens[0] != runs[0].tokens[4]  # the same question twice: two different samples
+    answers = [shared.answer_turn(run, sampling).tokens for run in runs]
+    assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("grow", [1, 3, 256])
+def test_the_growing_cache_layer_holds_what_a_concatenating_one_does(grow, monkeypatch):
+    monkeypatch.setattr(GrowingLayer, "GROW", grow)
+    ours, theirs = GrowingLayer(), DynamicLayer()
+    torch.manual_seed(0)
+
+    def step(length: int, batch: int):
+        k, v = torch.randn(batch, 2, length, 4), torch.randn(batch, 2, length, 4)
+        for a, b in zip(ours.update(k, v), theirs.update(k, v)):
+            assert torch.equal(a, b)
+
+    step(5, 1)
+    ours.batch_repeat_interleave(3)
+    theirs.batch_repeat_interleave(3)
+    for length in (1, 1, 4, 1):
+        step(length, 3)
+    index = torch.tensor([0, 2])
+    ours.batch_select_indices(index)
+    theirs.batch_select_indices(index)
+    step(1, 2)
+    ours.crop(-2)
+    theirs.crop(-2)
+    step(2, 2)
+    assert ours.get_seq_length() == theirs.get_seq_length() == 13
+    assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
