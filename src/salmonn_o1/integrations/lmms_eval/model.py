@@ -7,9 +7,9 @@ layout; default the shipped miniature model), `reasoning` (true: the two-turn re
 protocol; false: a direct answer), `reasoning_max_new_tokens` (512), `max_new_tokens` (64,
 when a task sets none), `prompt` (the reasoning instruction: a preset name or the text;
 default the model's own), `think_tags` (true: return `<think>reasoning</think>answer`;
-false: the answer alone), `device` (auto), `dtype` (auto), `threads` (torch's CPU threads),
-`seed` (0, for sampled generation), `batch_size` (1). How a request's text, token limits
-and returned text relate to our protocol: `protocol`'s docstring.
+false: the answer alone), `device` (auto), `dtype` (auto), `threads` (torch's CPU threads,
+as `--threads` sets them), `seed` (0, for sampled generation), `batch_size` (1). How a
+request's text, token limits and returned text relate to our protocol: `protocol`'s docstring.
 
 A video keeps its audio track: the file's path goes to our media loader, which decodes
 frames and audio alike (lmms-eval's video-SALMONN-2 wrapper drops the audio).
@@ -33,6 +33,7 @@ from salmonn_o1.inference import Question, SalmonnO1Pipeline
 from salmonn_o1.integrations.lmms_eval.protocol import cut_at_stop, join_reasoning, turn_settings, user_turn
 from salmonn_o1.media_types import SAMPLE_RATE, DecodedMedia
 from salmonn_o1.processor import MediaFeatures
+from salmonn_o1.runtime import configure_threads
 
 
 class TaskPromptPipeline(SalmonnO1Pipeline):
@@ -131,8 +132,6 @@ class SalmonnO1(lmms):
         max_batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        if threads is not None:
-            torch.set_num_threads(int(threads))
         self.reasoning = _flag(reasoning)
         self.think_tags = _flag(think_tags)
         self.reasoning_max_new_tokens = int(reasoning_max_new_tokens)
@@ -143,6 +142,10 @@ class SalmonnO1(lmms):
         self._batch_size = _batch_size(batch_size)
         self.pipeline = TaskPromptPipeline.from_pretrained(pretrained, device=device or "auto", dtype=dtype,
                                                            prompt=prompt)
+        # CPU threads as `salmonn-o1 infer --threads` sets them (None: OMP_NUM_THREADS, else by model size)
+        model = self.pipeline.model
+        configure_threads(int(threads) if threads is not None else None,
+                          num_parameters=sum(p.numel() for p in model.parameters()), device=model.device)
 
     @property
     def batch_size(self) -> int:
