@@ -8,11 +8,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint venv clean
 
+# The lmms extra (the lmms-eval plug-in's tests) pulls torchvision. torch is named again so that pip
+# picks the torchvision of this torch rather than upgrading torch (to a CUDA build) for the newest
+# one. PyPI's torchvision is built against the CUDA torch: next to the CPU build its import fails,
+# and transformers, which imports torchvision whenever it is installed, fails with it. Neither
+# lmms-eval's core nor our model uses it, so it is removed where it cannot load (README: lmms-eval).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,ui]'
+	$(PY) -m pip install --quiet -e '.[dev,ui,lmms]' torch==2.13.0
+	$(PY) -c "import torchvision" 2>/dev/null || $(PY) -m pip uninstall --quiet -y torchvision
 	touch $(STAMP)
 
 venv: $(STAMP)

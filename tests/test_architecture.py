@@ -67,6 +67,8 @@ LAYER_OF = {
     "salmonn_o1.serve": "serve",
     # the browser page (gradio), above inference beside the commands; only the `ui` command imports it
     "salmonn_o1.ui": "ui",
+    # adapters for other tools (lmms-eval): above inference, beside the commands, imported by nobody
+    "salmonn_o1.integrations": "integrations",
     "salmonn_o1.commands": "commands",
     "salmonn_o1.cli": "commands",
     "salmonn_o1.__main__": "commands",
@@ -83,6 +85,7 @@ MAY_IMPORT = {
     "inference": {"foundation", "config", "data", "model", "loading", "inference"},
     "train": {"foundation", "config", "data", "model", "loading", "inference", "train"},
     "pdpo": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo"},
+    "integrations": {"foundation", "config", "data", "model", "loading", "inference", "integrations"},
     "synthetic_components": {"foundation", "config", "data", "synthetic", "model", "loading", "inference",
                              "train", "pdpo", "synthetic_components"},
     "serve": {"foundation", "config", "data", "model", "loading", "inference", "serve"},
