@@ -140,14 +140,28 @@ def pick_next(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.G
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 
 
-def _forward(model: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, cache, new_len: int):
-    """One forward over `new_len` new positions; only the last position's logits are computed
-    (a prompt's full (B, L, V) logits would dwarf the model's activations at a 152k vocabulary)."""
+# A prompt longer than this is prefilled in pieces of this many positions: the forward's activations
+# (MLP, attention scores) then stay those of one piece, so a long video's prompt (thousands of audio
+# tokens) does not raise peak memory; shorter prompts take one forward, as before.
+PREFILL_CHUNK_TOKENS = 1024
+
+
+def _forward(model: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, cache, new_len: int,
+             chunk: int | None = None):
+    """Forward `new_len` new positions (the last of `mask`); only the last position's logits are computed
+    (a prompt's full (B, L, V) logits would dwarf the model's activations at a 152k vocabulary).
+    Over `chunk` positions, the prompt goes in pieces through the same cache (chunked prefill)."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -new_len:]
+    past = mask.shape[1] - new_len
     cache = GrowingCache() if cache is None else cache
-    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
-                logits_to_keep=1)
-    return out.logits[:, -1], out.cache
+    chunk = PREFILL_CHUNK_TOKENS if chunk is None else chunk
+    step = new_len if chunk < 1 or new_len <= chunk else chunk
+    for start in range(0, new_len, step):
+        end = min(start + step, new_len)
+        out = model(inputs_embeds=embeds[:, start:end], attention_mask=mask[:, :past + end],
+                    position_ids=positions[:, start:end], cache=cache, use_cache=True, logits_to_keep=1)
+        cache = out.cache
+    return out.logits[:, -1], cache
 
 
 def prefill(model: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> DecodeState:

@@ -188,3 +188,31 @@ def test_the_growing_cache_layer_holds_what_a_concatenating_one_does(grow, monke
     step(2, 2)
     assert ours.get_seq_length() == theirs.get_seq_length() == 13
     assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
+
+
+def test_a_long_prompt_is_prefilled_in_pieces_with_the_same_result(model, tokenizer, processor, monkeypatch):
+    """Over PREFILL_CHUNK_TOKENS positions the prompt goes through the cache in pieces (peak memory of a
+    long video's prompt stays one piece's), and the decode equals a one-forward prefill."""
+    from salmonn_o1 import generation
+
+    features = cases(processor)["different media and a text-only row"]
+    rows = encode(processor, QUESTIONS, features)
+    sampling = SamplingConfig(max_new_tokens=6)
+    plain = decoder(model, tokenizer, share=False)
+    monkeypatch.setattr(generation, "PREFILL_CHUNK_TOKENS", 10**9)
+    whole = plain.generate(rows, plain.encode_media(features), sampling)
+    chunk = 16
+    monkeypatch.setattr(generation, "PREFILL_CHUNK_TOKENS", chunk)
+    forwards = Forwards(model)
+    try:
+        pieces = plain.generate(rows, plain.encode_media(features), sampling)
+    finally:
+        forwards.close()
+    longest = max(len(r) for r in rows)
+    assert longest > 2 * chunk
+    prefill = [shape for shape in forwards.inputs if shape[1] > 1]
+    assert [n for _, n in prefill] == [chunk] * (longest // chunk) + ([longest % chunk] if longest % chunk else [])
+    assert pieces.tokens == whole.tokens
+    for a, b in zip(whole.state.cache.layers, pieces.state.cache.layers):
+        torch.testing.assert_close(a.keys, b.keys)
+    assert plain.answer_turn(pieces, sampling).tokens == plain.answer_turn(whole, sampling).tokens
