@@ -11,12 +11,12 @@ policy (alternative steps, completions) and the contrastive KL step scores.
     answer_turn(first, ...)       append the follow-up question to turn 1's KV cache, decode turn 2
     answer_turn_from_scratch(...) the release's turn 2: re-encode, prefill prompt + reasoning + follow-up
     tail_logits(rows, media, k)   teacher-forced logits of each row's last k positions
-    shared_prefix(rows, media)    the positions all rows share, prefilled once (None: not worth it)
+    shared_prefixes(rows, media)  the rows of each media input and the prefix they share, prefilled once
 
 Rows that begin alike (several questions about one video: the same system
-prompt and media; pDPO completions of one prefix) share a prefix: it is
-prefilled once, at batch 1, its KV cache repeated for the rows, and each row's
-rest is fed after it (`SharedPrefix`). Sampling is `generation.decode`'s
+prompt and media; pDPO completions of one prefix) share a prefix, per media
+input: the prefixes are prefilled once, as one left-padded batch, each row gets
+a copy of its group's KV cache, and each row's rest is fed after it (`SharedPrefix`). Sampling is `generation.decode`'s
 loop: a seeded generator per call, so the same seed gives the same samples. The decoder calls only the
 model's own methods (`encode_media`, `splice_media`, `get_input_embeddings`,
 and its forward over `inputs_embeds` with a cache), never the language model
@@ -156,34 +156,59 @@ class Decoder:
         stop_ids = self.ids.stop_ids if stop_ids is None else stop_ids
         if not stop_ids:
             raise ValueError("no stop ids: build the Decoder with ProtocolIds.from_tokenizer(tokenizer)")
-        state, rows, media = self._prefill_shared(rows, media)
+        state, rows, media, prefilled = self._prefill_shared(rows, media)
         embeds, mask = self.embed(rows, media)
         result = decode(self.model, embeds, mask, sampling, stop_ids, self.ids.pad_id, state=state,
                         on_token=on_token, drop_finished=self.drop_finished)
         if state is not None:
-            result.positions += state.tokens_fed  # the prefix, prefilled once
+            result.positions += prefilled  # each group's prefix, prefilled once
             result.forward_passes += 1
         return result
 
-    def shared_prefix(self, rows: Rows, media: Media, leave: int = 1) -> SharedPrefix | None:
-        """The rows' common prefix when it is worth prefilling once (several rows, >= min_shared_prefix)."""
+    def shared_prefixes(self, rows: Rows, media: Media, leave: int = 1) -> list[tuple[list[int], SharedPrefix]]:
+        """The groups of rows worth a prefix prefilled once: (row indices, their common prefix).
+
+        Rows are grouped by their media input (the same encoded object; text-only rows form one
+        group), so several questions about each of several videos (a server's batch, rollouts of
+        many questions) share each video's prefix; a group needs two rows and >= min_shared_prefix
+        common positions.
+        """
         if len(rows) < 2:
-            return None
-        prefix = SharedPrefix.of(rows, media, getattr(self.model.config, "media_token_id", None), leave)
-        return prefix if prefix.length >= self.min_shared_prefix else None
+            return []
+        token = getattr(getattr(self.model, "config", None), "media_token_id", None)
+        groups: dict[int | None, list[int]] = {}
+        for i, m in enumerate(media):
+            groups.setdefault(None if m is None else id(m), []).append(i)
+        shared = []
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            prefix = SharedPrefix.of([rows[i] for i in members], [media[i] for i in members], token, leave)
+            if prefix.length >= self.min_shared_prefix:
+                shared.append((members, prefix))
+        return shared
 
-    def _prefill_shared(self, rows: Rows, media: Media, leave: int = 1) -> tuple[DecodeState | None, Rows, Media]:
-        """Prefill the shared prefix once and repeat its cache per row: (state, each row's rest, its media).
+    def _prefill_shared(self, rows: Rows, media: Media, leave: int = 1) -> tuple[DecodeState | None, Rows, Media, int]:
+        """Prefill each group's shared prefix once (one left-padded batch of prefixes) and give every row
+        its group's cache: (state, each row's rest, its media, rows x positions the prefill ran).
 
+        A row in no group gets a masked copy of the first prefix (holes only), so one batch holds all.
         The rests are left-padded as usual, so the padding becomes holes between the prefix and each
         row's rest; positions count real tokens only, so every row sees the positions of a full prefill.
         """
-        prefix = self.shared_prefix(rows, media, leave)
-        if prefix is None:
-            return None, rows, media
-        embeds, mask = self.embed([rows[0][:prefix.length]], [prefix.media])
-        state = prefill(self.model, embeds, mask).expand(len(rows))
-        return state, [row[prefix.length:] for row in rows], prefix.suffix_media
+        groups = self.shared_prefixes(rows, media, leave)
+        if not groups:
+            return None, rows, media, 0
+        embeds, mask = self.embed([rows[members[0]][:prefix.length] for members, prefix in groups],
+                                  [prefix.media for _, prefix in groups])
+        group_of_row, in_group = [0] * len(rows), [False] * len(rows)
+        rests, rest_media = list(rows), list(media)
+        for g, (members, prefix) in enumerate(groups):
+            for k, i in enumerate(members):
+                group_of_row[i], in_group[i] = g, True
+                rests[i], rest_media[i] = rows[i][prefix.length:], prefix.suffix_media[k]
+        state = prefill(self.model, embeds, mask).select(group_of_row, in_group)
+        return state, rests, rest_media, embeds.shape[0] * embeds.shape[1]
 
     @torch.no_grad()
     def answer_turn(self, first: DecodeResult, sampling: SamplingConfig) -> DecodeResult:
@@ -211,7 +236,7 @@ class Decoder:
 
         A prefix the rows share (a prompt scored with many continuations) runs once, as in `generate`.
         """
-        state, rows, media = self._prefill_shared(rows, media, leave=keep)
+        state, rows, media, _ = self._prefill_shared(rows, media, leave=keep)
         embeds, mask = self.embed(rows, media)
         if state is None:
             return self.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits

@@ -102,13 +102,15 @@ class DecodeState:
     pending: list[int | None]  # the last sampled token of each sample, not yet fed to the model
     tokens_fed: int = 0  # forward positions processed, for accounting
 
-    def expand(self, repeats: int) -> DecodeState:
-        """A batch-1 state (a shared prefix) repeated for `repeats` rows, in place on its cache."""
-        if self.attention_mask.shape[0] != 1:
-            raise ValueError(f"only a batch-1 state expands, this one holds {self.attention_mask.shape[0]} rows")
-        self.cache.batch_repeat_interleave(repeats)
-        return DecodeState(self.cache, self.attention_mask.expand(repeats, -1).clone(), self.pending * repeats,
-                           self.tokens_fed)
+    def select(self, rows: list[int], keep: list[bool] | None = None) -> DecodeState:
+        """A state of len(rows) rows, row i a copy of this state's row rows[i] (in place on its cache);
+        keep[i] False masks the copy out entirely (a row that shares none of these positions)."""
+        index = torch.tensor(rows, device=self.attention_mask.device)
+        self.cache.batch_select_indices(index)
+        mask = self.attention_mask[index]
+        if keep is not None:
+            mask = mask * torch.tensor(keep, device=mask.device, dtype=mask.dtype).unsqueeze(1)
+        return DecodeState(self.cache, mask, [self.pending[r] for r in rows], self.tokens_fed)
 
 
 @dataclass

@@ -67,12 +67,10 @@ def test_shared_prefix_decodes_as_each_row_alone(model, processor, tokenizer, ca
     assert len({len(r) for r in rows}) > 1  # suffixes of unequal length
     shared = decoder(model, tokenizer)
     media = shared.encode_media(features)
-    prefix = shared.shared_prefix(rows, media)
-    assert prefix is not None
-    if case == "questions on one video":
-        assert prefix.media.shape[0] == media[0].shape[0]  # the whole media is in it
-    else:
-        assert prefix.media is None and prefix.length == rows[0].index(model.config.media_token_id)
+    groups = shared.shared_prefixes(rows, media)
+    # The rows of each video share its prefix, the whole media included; a row alone shares nothing.
+    assert [members for members, _ in groups] == ([[0, 1, 2, 3]] if case == "questions on one video" else [[0, 3]])
+    assert groups[0][1].media.shape[0] == media[0].shape[0]
 
     sampling = SamplingConfig(max_new_tokens=6)
     batch = shared.generate(rows, media, sampling)
@@ -95,7 +93,7 @@ def test_the_shared_prefix_is_prefilled_once_and_only_next_token_logits_are_comp
     rows = encode(processor, QUESTIONS, features)
     shared = decoder(model, tokenizer)
     media = shared.encode_media(features)
-    prefix = shared.shared_prefix(rows, media)
+    [(_, prefix)] = shared.shared_prefixes(rows, media)
     forwards = Forwards(model)
     try:
         result = shared.generate(rows, media, SamplingConfig(max_new_tokens=3))
@@ -112,8 +110,8 @@ def test_the_shared_prefix_is_prefilled_once_and_only_next_token_logits_are_comp
 
 def test_rows_too_short_or_too_different_are_prefilled_whole(model, processor, tokenizer):
     shared = decoder(model, tokenizer)
-    assert shared.shared_prefix([[5, 6, 7, 8, 9, 10]], [None]) is None  # one row: nothing to share
-    assert shared.shared_prefix([[5, 6, 7, 8, 9], [5, 6, 7, 1, 9]], [None, None]) is None  # 3 < 4
+    assert shared.shared_prefixes([[5, 6, 7, 8, 9, 10]], [None]) == []  # one row: nothing to share
+    assert shared.shared_prefixes([[5, 6, 7, 8, 9], [5, 6, 7, 1, 9]], [None, None]) == []  # 3 < 4
     # Identical rows keep one position each for their own first logits.
     assert SharedPrefix.of([[5, 6, 7], [5, 6, 7]], [None, None], None).length == 2
 
@@ -216,3 +214,31 @@ def test_a_long_prompt_is_prefilled_in_pieces_with_the_same_result(model, tokeni
     for a, b in zip(whole.state.cache.layers, pieces.state.cache.layers):
         torch.testing.assert_close(a.keys, b.keys)
     assert plain.answer_turn(pieces, sampling).tokens == plain.answer_turn(whole, sampling).tokens
+
+
+def test_several_videos_share_a_prefix_each_in_one_batch(model, processor, tokenizer):
+    """Two questions about each of two videos and a text-only row (a server's batch): each video's
+    prefix is prefilled once, both in one forward, and every row decodes as it does alone."""
+    one, other = cases(processor)["different media and a text-only row"][:2]
+    features = [one, other, None, other, one]
+    questions = (*QUESTIONS, "Which came last?")
+    rows = encode(processor, questions, features)
+    shared = decoder(model, tokenizer)
+    media = shared.encode_media(features)
+    groups = shared.shared_prefixes(rows, media)
+    assert [members for members, _ in groups] == [[0, 4], [1, 3]]
+    forwards = Forwards(model)
+    try:
+        batch = shared.generate(rows, media, SamplingConfig(max_new_tokens=5))
+    finally:
+        forwards.close()
+    longest_prefix = max(prefix.length for _, prefix in groups)
+    assert forwards.inputs[0] == (2, longest_prefix)  # the two prefixes, one left-padded forward
+    alone = decoder(model, tokenizer, share=False)
+    for i, row in enumerate(rows):
+        assert alone.generate([row], [media[i]], SamplingConfig(max_new_tokens=5)).tokens[0] == batch.tokens[i]
+    tail = shared.tail_logits(rows, media, keep=2)
+    for i, row in enumerate(rows):
+        torch.testing.assert_close(tail[i], alone.tail_logits([row], [media[i]], keep=2)[0], rtol=1e-9, atol=1e-9)
+    answer = SamplingConfig(max_new_tokens=4)
+    assert shared.answer_turn(batch, answer).tokens == alone.answer_turn_from_scratch(rows, batch, features, answer).tokens
