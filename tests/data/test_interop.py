@@ -177,6 +177,13 @@ def test_hugging_face_datasets_parquet_and_saved_folder(tmp_path):
     from_memory = import_records(dataset, "llamafactory", media_dir=tmp_path)
     assert from_parquet[0].video == from_disk[0].video == from_memory[0].video == str(tmp_path / "media/c.png")
     assert from_parquet[0].extras[CONVERSATION] == from_disk[0].extras[CONVERSATION]
+    # a parquet of mixed-shape rows: columns a row lacks come back as None
+    mixed = datasets.Dataset.from_list([{**LF_SFT[1], "messages": None, "images": None},
+                                        {**LF_SFT[2], "conversations": None, "system": None, "audios": None}])
+    mixed.to_parquet(str(tmp_path / "mixed.parquet"))
+    audio, image = import_records(tmp_path / "mixed.parquet", "llamafactory")
+    assert audio.extras["media_kind"] == "audio" and image.extras["media_kind"] == "image"
+    assert import_records(datasets.DatasetDict({"train": dataset}), "llamafactory")[0].answer == "A cat."
     with pytest.raises(DataError, match="not a dataset folder"):
         import_records(tmp_path / "media", "llamafactory")
 

@@ -117,6 +117,7 @@ def sft_conversation(item: Item, reasoning: bool) -> list[dict]:
 def length_estimate(item: Item) -> int:
     """A cheap proxy of an item's token count, for length-grouped batching."""
     text = len(item.question) + sum(len(s) for s in item.steps or []) + sum(len(o) for o in item.options)
+    text += sum(len(str(m.get("content", ""))) for m in item.extras.get(CONVERSATION) or [])
     duration = float(item.extras.get("duration", 0.0)) if isinstance(item.extras, dict) else 0.0
     return text // 3 + int(duration * 10)
 

@@ -66,7 +66,8 @@ def parse_record(record: Any, fmt: str, where: str, media_dir: Path | None,
 
 def _turns(record: dict, where: str) -> tuple[str, list[dict[str, str]]]:
     """(field name, [{"role", "content"}]) from `messages` or sharegpt `conversations`."""
-    name = "messages" if "messages" in record else "conversations" if "conversations" in record else None
+    # columnar sources (parquet, datasets) fill a record's absent fields with None
+    name = next((k for k in ("messages", "conversations") if record.get(k) is not None), None)
     if name is None:
         raise DataError(f"{where}: missing field 'messages' (or sharegpt 'conversations')")
     turns = record[name]
@@ -189,9 +190,9 @@ def _tagged(record: dict, fmt: str, where: str, media_dir: Path | None, separate
         if messages[0]["role"] != "system" and system.strip():
             messages.insert(0, {"role": "system", "content": system})
     chosen = rejected = None
-    if fmt == "llamafactory" and ("chosen" in record or "rejected" in record):
+    if fmt == "llamafactory" and (record.get("chosen") is not None or record.get("rejected") is not None):
         for key in ("chosen", "rejected"):
-            if key not in record:
+            if record.get(key) is None:
                 raise DataError(f"{where}: missing field '{key}' (a preference record needs chosen and rejected)")
         chosen, rejected = _response(record["chosen"], where, "chosen"), _response(record["rejected"], where,
                                                                                     "rejected")

@@ -19,6 +19,8 @@ def read_raw_records(source: Any) -> tuple[str, list[Any]]:
     if not isinstance(source, (str, Path)):
         if hasattr(source, "to_list"):  # a datasets.Dataset already in memory
             return type(source).__name__, list(source.to_list())
+        if type(source).__name__ == "DatasetDict":
+            return _one_split(source, type(source).__name__)
         if isinstance(source, list):
             return "records", source
         raise DataError(f"cannot read records from a {type(source).__name__}; give a file path, a dataset "
@@ -86,7 +88,12 @@ def _load_from_disk(path: Path) -> list[Any]:
         raise DataError(f"{path}: not a dataset folder written by save_to_disk ({type(error).__name__}: "
                         f"{error})") from None
     if isinstance(loaded, datasets.DatasetDict):
-        if len(loaded) != 1:
-            raise DataError(f"{path}: a DatasetDict with splits {sorted(loaded)}; give the folder of one split")
-        loaded = next(iter(loaded.values()))
+        return _one_split(loaded, str(path))[1]
     return list(loaded.to_list())
+
+
+def _one_split(splits: Any, name: str) -> tuple[str, list[Any]]:
+    if len(splits) != 1:
+        raise DataError(f"{name}: a DatasetDict with splits {sorted(splits)}; give one split (dataset['train'])")
+    split = next(iter(splits))
+    return f"{name}[{split!r}]", list(splits[split].to_list())
