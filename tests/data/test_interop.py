@@ -68,6 +68,20 @@ def test_llamafactory_sft_records_become_items_with_their_conversations(tmp_path
     assert [i.extras[CONVERSATION] for i in again] == [i.extras[CONVERSATION] for i in items]
 
 
+def test_llamafactory_alpaca_shape(tmp_path):
+    records = [{"instruction": "<audio>What is said?", "input": "Answer briefly.", "output": "Hello.",
+                "history": [["Is there speech?", "Yes."]], "audios": ["s.wav"]}]
+    item = import_records(write_json(tmp_path / "alpaca.json", records), "llamafactory")[0]
+    assert [m["content"] for m in item.extras[CONVERSATION]] == [
+        "Is there speech?", "Yes.", "<image>What is said?\nAnswer briefly.", "Hello."]
+    pair = import_records(write_json(tmp_path / "alpaca_dpo.json", [
+        {"instruction": "Say yes.", "chosen": "Yes.", "rejected": "No."}]), "llamafactory")[0]
+    assert (pair["prompt"], pair["chosen"]["text"], pair["rejected"]["text"]) == ("Say yes.", "Yes.", "No.")
+    with pytest.raises(DataError, match=r"alpaca_bad.json record 0: field 'history' entry 0"):
+        import_records(write_json(tmp_path / "alpaca_bad.json", [{"instruction": "q", "output": "a",
+                                                                  "history": ["q0"]}]), "llamafactory")
+
+
 def test_separate_audio_can_be_refused_and_media_rules_name_the_field(tmp_path):
     path = write_json(tmp_path / "data.json", LF_SFT[:1])
     with pytest.raises(DataError, match=r"data.json record 0: fields 'videos' and 'audios' are both given"):

@@ -1,7 +1,8 @@
 """The three tools' record shapes -> one normalised chat: turns, one media file, and a preference.
 
 - LLaMA-Factory (`llamafactory`): `messages` with role/content, or sharegpt `conversations` with
-  from/value (human/gpt/system), an optional `system`; media in `videos` / `audios` / `images` lists,
+  from/value (human/gpt/system), or alpaca `instruction` / `input` / `output` / `history`; an optional
+  `system`; media in `videos` / `audios` / `images` lists,
   placed by `<video>` `<audio>` `<image>` tags in the text; preference records add `chosen` and
   `rejected` (a turn object with from/value or role/content, or a string).
 - ms-swift (`ms-swift`): `messages` with role/content, `videos` / `audios` / `images` (lists or a
@@ -68,12 +69,33 @@ def _turns(record: dict, where: str) -> tuple[str, list[dict[str, str]]]:
     """(field name, [{"role", "content"}]) from `messages` or sharegpt `conversations`."""
     # columnar sources (parquet, datasets) fill a record's absent fields with None
     name = next((k for k in ("messages", "conversations") if record.get(k) is not None), None)
+    if name is None and record.get("instruction") is not None:
+        return "instruction", _alpaca(record, where)
     if name is None:
         raise DataError(f"{where}: missing field 'messages' (or sharegpt 'conversations')")
     turns = record[name]
     if not isinstance(turns, list) or not turns:
         raise DataError(f"{where}: field '{name}' must be a non-empty list of turns")
     return name, [_turn(t, f"{where}: field '{name}' turn {i}") for i, t in enumerate(turns)]
+
+
+def _alpaca(record: dict, where: str) -> list[dict[str, str]]:
+    """LLaMA-Factory's alpaca shape: `history` pairs, then `instruction` + `input`, then `output`."""
+    turns: list[dict[str, str]] = []
+    for i, pair in enumerate(record.get("history") or []):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise DataError(f"{where}: field 'history' entry {i} must be [question, answer]")
+        turns += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
+    parts = [record.get("instruction"), record.get("input")]
+    if not all(p is None or isinstance(p, str) for p in parts):
+        raise DataError(f"{where}: fields 'instruction' and 'input' must be strings")
+    turns.append({"role": "user", "content": "\n".join(p for p in parts if p)})
+    output = record.get("output")
+    if output is not None:
+        if not isinstance(output, str):
+            raise DataError(f"{where}: field 'output' must be a string")
+        turns.append({"role": "assistant", "content": output})
+    return turns
 
 
 def _turn(turn: Any, where: str, allow: tuple[str, ...] = tuple(_ROLES)) -> dict[str, str]:
