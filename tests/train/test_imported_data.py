@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-from conftest import tiny_recipe
-
 from salmonn_o1.chat import IGNORE_INDEX, encode_conversation
 from salmonn_o1.cli import main
 from salmonn_o1.data.interop import import_records, write_imported
 from salmonn_o1.data.schema import read_items
 from salmonn_o1.data.synthetic import generate_item, write_sample_mp4
 from salmonn_o1.tokenizer import load_tokenizer
+from salmonn_o1.train.recipe import load_recipe
 from salmonn_o1.train.sft import run_sft
 from salmonn_o1.train.sft_data import sft_conversation
 
@@ -46,9 +45,10 @@ def test_train_sft_on_imported_multi_turn_llamafactory_data(tmp_path):
         assert f"The answer is {items[0].answer}." in target and f"Clip {items[0].id}." in target
         assert "Which clip" not in target
 
-    recipe = tiny_recipe(tmp_path / "run", f"data.sources=[{{path: {out}}}]", "optim.max_steps=24",
-                         "optim.lr=5e-3", "optim.batch_size=2", "optim.warmup_steps=2", "data.length_grouping=false",
-                         "data.cache_media=4")
+    recipe = load_recipe(None, ["model.source=tiny", f"data.sources=[{{path: {out}}}]", "optim.max_steps=24",
+                                "optim.lr=5e-3", "optim.batch_size=2", "optim.warmup_steps=2", "run.save_every=100",
+                                "run.eval_every=0", f"run.out_dir={tmp_path / 'run'}", "data.length_grouping=false",
+                                "data.cache_media=4"])
     losses = [h["loss"] for h in run_sft(recipe).history]
     print("sft losses", [round(x, 3) for x in losses])
     assert sum(losses[-4:]) / 4 < 0.5 * sum(losses[:4]) / 4, losses
