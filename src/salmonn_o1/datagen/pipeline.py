@@ -126,7 +126,7 @@ def failures_path(out: str | Path) -> Path:
 
 
 def _chat(endpoint: Endpoint, client: Any, content: list[dict[str, Any]]) -> str | None:
-    """One chat completion; connection and authentication problems stop the run (every video would
+    """One chat completion; connection, authentication and unknown-model problems stop the run (every video would
     fail the same way), any other refusal of the request is this attempt's failure."""
     import openai
 
@@ -135,7 +135,8 @@ def _chat(endpoint: Endpoint, client: Any, content: list[dict[str, Any]]) -> str
             model=endpoint.model, messages=[{"role": "user", "content": content}],
             max_tokens=endpoint.max_tokens, temperature=endpoint.temperature,
         )
-    except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError) as error:
+    except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError,
+            openai.NotFoundError) as error:
         raise DataError(f"{endpoint.base_url}: {type(error).__name__}: {error}") from None
     except openai.APIStatusError as error:
         raise ReplyError(f"the endpoint refused the request ({error.status_code}): {_message(error)}") from None
