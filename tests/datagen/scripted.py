@@ -30,6 +30,8 @@ class ScriptedServer:
         self.replies = list(replies) if replies is not None else None
         self.delay = delay
         self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests answered at once
         self.lock = threading.Lock()
         server = self
 
@@ -41,11 +43,15 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     server.requests.append(body)
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     if server.replies is not None:
                         text = server.replies.pop(0) if server.replies else "out of script"
                     else:
                         text = json.dumps(ACCEPT if is_check(body) else GOOD_QUESTION)
                 time.sleep(server.delay)
+                with server.lock:
+                    server.in_flight -= 1
                 reply = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
                          "choices": [{"index": 0, "finish_reason": "stop",
                                       "message": {"role": "assistant", "content": text}}],

@@ -149,12 +149,35 @@ def test_killed_run_resumes_every_video_once(tmp_path):
         process.kill()
         process.wait()
         written = len(read_records(out))
-        assert 2 <= written < 6, "the run was not killed midway"
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert 2 <= written < 5, "the run was not killed midway"
+        served.max_in_flight = 0
+        # the rerun with three videos in flight at once (the server answers requests concurrently)
+        result = subprocess.run([*command, "--workers", "3"], env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert f"{written} already done" in result.stdout
         ids = [r["id"] for r in read_records(out)]
         assert sorted(ids) == [f"datagen-clip{i}" for i in range(6)]  # every video exactly once
         assert not out.with_name("items.failures.jsonl").exists()
+        assert served.max_in_flight >= 2  # --workers 3 had videos in flight together
     finally:
         served.close()
+
+
+def test_output_trains_with_train_sft(tmp_path):
+    """The accepted items are an SFT data source as they are: two optimiser steps of the tiny preset."""
+    served = ScriptedServer()
+    try:
+        clips(tmp_path / "videos", 2)
+        out = tmp_path / "data" / "gen.jsonl"
+        assert run([tmp_path / "videos", "--out", out, "--base-url", served.base_url, "--model", "m",
+                    "--frames", "2"]) == 0
+    finally:
+        served.close()
+    from salmonn_o1.train.recipe import load_recipe
+    from salmonn_o1.train.sft import run_sft
+
+    recipe = load_recipe(None, ["model.source=tiny", f"data.sources=[{{path: {out}}}]", "data.dev=null",
+                                "optim.batch_size=2", "optim.max_steps=2", "optim.warmup_steps=0",
+                                "run.save_every=100", "run.eval_every=0", f"run.out_dir={tmp_path / 'run'}"])
+    result = run_sft(recipe)
+    assert result.step == 2 and result.skipped == 0

@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-tokens", type=int_at_least(1), default=1024, help="per reply (default 1024)")
     parser.add_argument("--temperature", type=float, default=0.7, help="generator temperature (default 0.7)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per request (default 300)")
+    parser.add_argument("--workers", type=int_at_least(1), default=1,
+                        help="videos in flight at once (default 1); each waits on its own requests")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     settings = DatagenSettings(
         generator=generator, checker=checker, generate_prompt=read_prompt(args.prompt_file, "generate"),
         check_prompt=read_prompt(args.check_prompt_file, "check"), frames=args.frames, audio=args.audio,
-        retries=args.retries,
+        retries=args.retries, workers=args.workers,
     )
     summary = run_datagen(args.videos, args.out, settings, progress=not args.quiet)
     print(f"datagen: {summary}; items in {args.out}, failures in {failures_path(args.out)}")

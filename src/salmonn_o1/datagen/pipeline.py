@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -54,6 +55,7 @@ class DatagenSettings:
     audio: AudioMode = "input_audio"
     retries: int = 2  # regenerations after a failed attempt (K)
     options: int = 4
+    workers: int = 1  # videos in flight at once (requests to a remote endpoint mostly wait)
 
 
 @dataclass
@@ -204,6 +206,23 @@ class Datagen:
         return {"id": item_id, "video": str(video), "error": f"no accepted question in {len(reasons)} attempts",
                 "attempts": reasons}
 
+    def _records(self, todo: list[tuple[Path, str]], out_dir: Path) -> Iterator[dict[str, Any]]:
+        """Each video's record as it is finished; with several workers, in the order they finish.
+        Only this (the calling) thread writes, so each record is one whole append."""
+        if self.settings.workers <= 1:
+            for video, item_id in todo:
+                yield self.one(video, item_id, out_dir)
+            return
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        pool = ThreadPoolExecutor(max_workers=self.settings.workers)
+        try:
+            futures = [pool.submit(self.one, video, item_id, out_dir) for video, item_id in todo]
+            for future in as_completed(futures):
+                yield future.result()
+        finally:  # a fatal error or an interrupt: drop the queued videos, a rerun does them
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def run(self, videos: list[Path], out: str | Path, progress: bool = True) -> Summary:
         out = Path(out)
         failed_path = failures_path(out)
@@ -216,8 +235,7 @@ class Datagen:
 
         bar = tqdm(total=len(videos), initial=summary.skipped, disable=not progress, desc="datagen", unit="video")
         try:
-            for video, item_id in todo:
-                record = self.one(video, item_id, out.parent)
+            for record in self._records(todo, out.parent):
                 summary.attempts += record["extras"]["attempts"] if "extras" in record else len(record["attempts"])
                 if "error" in record:
                     failures.write([record])
