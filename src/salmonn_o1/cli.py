@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "salmonn_o1.commands.convert",
     "salmonn_o1.commands.serve",
     "salmonn_o1.commands.ui",
+    "salmonn_o1.commands.datagen",
 ]
 PLUGIN_GROUP = "salmonn_o1.commands"
 
