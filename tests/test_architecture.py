@@ -69,6 +69,8 @@ LAYER_OF = {
     "salmonn_o1.ui": "ui",
     # adapters for other tools (lmms-eval): above inference, beside the commands, imported by nobody
     "salmonn_o1.integrations": "integrations",
+    # `datagen`: question generation through OpenAI-compatible endpoints (openai client + our media decoding)
+    "salmonn_o1.datagen": "datagen",
     "salmonn_o1.commands": "commands",
     "salmonn_o1.cli": "commands",
     "salmonn_o1.__main__": "commands",
@@ -90,8 +92,9 @@ MAY_IMPORT = {
                              "train", "pdpo", "synthetic_components"},
     "serve": {"foundation", "config", "data", "model", "loading", "inference", "serve"},
     "ui": {"foundation", "config", "data", "model", "loading", "inference", "ui"},
+    "datagen": {"foundation", "config", "data", "model", "datagen"},
     "commands": {"foundation", "config", "data", "synthetic", "synthetic_components", "model", "loading",
-                 "inference", "train", "pdpo", "api", "serve", "ui", "commands"},
+                 "inference", "train", "pdpo", "api", "serve", "ui", "datagen", "commands"},
     # the package root: the public API, imported lazily (PEP 562) from the layers below
     "api": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "api"},
 }

@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "salmonn_o1.commands.data",
     "salmonn_o1.commands.serve",
     "salmonn_o1.commands.ui",
+    "salmonn_o1.commands.datagen",
 ]
 PLUGIN_GROUP = "salmonn_o1.commands"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from salmonn_o1.data.benchmarks import FORMATS
+
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--items", required=True, help="items JSONL (toolkit schema), or a benchmark file with --items-format")
     parser.add_argument(
         "--items-format",
-        choices=["items", "rivabench", "videomme", "nextqa", "demo"],
+        choices=FORMATS,
         default="items",
         help="read --items with a benchmark loader (ids as the loader assigns them; default: items JSONL)",
     )
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from salmonn_o1.data.loaders import load_benchmark
+    from salmonn_o1.data.benchmarks import load_benchmark
     from salmonn_o1.data.schema import read_predictions
     from salmonn_o1.errors import DataError, writing
     from salmonn_o1.eval.report import evaluate, plot_accuracy, to_json, to_markdown

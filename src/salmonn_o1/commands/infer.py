@@ -14,6 +14,7 @@ from salmonn_o1.commands.common import (
     int_at_least,
     load_pipeline,
 )
+from salmonn_o1.data.benchmarks import FORMATS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and a second run on the same --out is refused while the first holds its lock.",
     )
     parser.add_argument("--data", required=True, help="items JSONL (the toolkit's item schema; 'answer' optional)")
-    parser.add_argument("--items-format", choices=["items", "rivabench", "videomme", "nextqa", "demo"],
+    parser.add_argument("--items-format", choices=FORMATS,
                         default="items", help="read --data with a benchmark loader (docs/evaluation.md); its items "
                         "are written to OUT's name with .items.jsonl, for `eval --items` (default: items JSONL)")
     parser.add_argument("--out", required=True, help="predictions JSONL (appended; re-running resumes)")
@@ -110,7 +111,7 @@ def benchmark_items(path: str, fmt: str, out: str):
     absolute), so inference, resuming and `eval --items` all read the same items and ids."""
     from pathlib import Path
 
-    from salmonn_o1.data.loaders import load_benchmark
+    from salmonn_o1.data.benchmarks import load_benchmark
     from salmonn_o1.data.schema import write_items
     from salmonn_o1.errors import writing
 
