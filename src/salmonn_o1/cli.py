@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "salmonn_o1.commands.pdpo",
     "salmonn_o1.commands.train",
     "salmonn_o1.commands.convert",
+    "salmonn_o1.commands.data",
     "salmonn_o1.commands.serve",
     "salmonn_o1.commands.ui",
     "salmonn_o1.commands.datagen",

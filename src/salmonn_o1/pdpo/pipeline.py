@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from salmonn_o1.errors import DataError
 from salmonn_o1.pdpo.folder import stage_file
 from salmonn_o1.pdpo.label import run_label
+from salmonn_o1.pdpo.loss import has_adapters, precompute_reference_logps
 from salmonn_o1.pdpo.objective import DPOObjective
 from salmonn_o1.pdpo.pairing import run_pairs
 from salmonn_o1.pdpo.questions import load_questions
@@ -116,7 +117,8 @@ def run_pdpo(recipe: Recipe | str | Path, overrides: list[str] | None = None, re
     """The whole pDPO recipe: data stages (resumable), then DPO training (resumable)."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
-    run_stages(recipe, progress)
+    if stage_settings(recipe).pairs is None:  # `pdpo.pairs` names ready pairs: no stages to run
+        run_stages(recipe, progress)
     return train_on_pairs(recipe, resume, stop_at_step)
 
 
@@ -126,10 +128,16 @@ def train_on_pairs(recipe: Recipe, resume: bool | str = False, stop_at_step: int
     from salmonn_o1.train.model_setup import build_model
 
     settings = stage_settings(recipe)
-    pairs = read_records(stage_file(Path(recipe.run.out_dir) / "stages", "pairs"))
+    pairs_path = Path(settings.pairs) if settings.pairs else stage_file(Path(recipe.run.out_dir) / "stages", "pairs")
+    if settings.pairs and not pairs_path.is_file():
+        raise DataError(f"pdpo.pairs: {pairs_path}: no such file")
+    pairs = read_records(pairs_path)
     model, processor = build_model(recipe.model)
     total = recipe.optim.max_steps * recipe.optim.batch_size * recipe.optim.grad_accum
     dataset = PlannedPairs(pairs, total, recipe.run.seed)
     objective = DPOObjective(processor, beta=settings.beta, sft_weight=settings.sft_weight,
                              label_mode=settings.label_mode, mu=settings.mu, max_length=recipe.data.max_length)
+    if any(p.get("ref_logps") is None for p in pairs) and not has_adapters(model):
+        # imported pairs carry no reference log-probs: the starting model is the reference, score them now
+        dataset.pairs = precompute_reference_logps(model, objective, pairs)
     return Trainer(recipe, model, processor, dataset, objective).train(resume=resume, stop_at_step=stop_at_step)

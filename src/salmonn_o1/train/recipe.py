@@ -121,6 +121,9 @@ class PDPOSettings:
     questions: dict[str, Any] | None = _option(
         None, "where the questions come from: {path: items.jsonl}, or a question-source component "
         "{_component_: package.module.Name, ...} called with processor=...", cli=False)
+    pairs: str | None = _option(
+        None, "train on this pairs file (e.g. from `salmonn-o1 data import`) instead of running the stages",
+        cli=False)
     paths: int = _option(10, "sampled paths per question (paper: 10)")
     rollouts: int = _option(6, "completions per step and branch (paper: 6)")
     top_t: int = _option(3, "steps selected per path (paper: 3)")

@@ -19,6 +19,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from salmonn_o1 import components
+from salmonn_o1.data.interop.importers import CONVERSATION
 from salmonn_o1.data.schema import Item, read_items
 from salmonn_o1.errors import RecipeError, SkipExample
 from salmonn_o1.processor import EncodedSample, MediaFeatures, SalmonnO1Processor
@@ -94,7 +95,12 @@ def sft_conversation(item: Item, reasoning: bool) -> list[dict]:
 
     Items without steps (or `reasoning=False`) train the direct answer in one turn; items
     flagged `STEPS_TARGET` (descriptions, solution prefixes) are one turn of numbered steps.
+    Imported items (`data.interop`) carry their own turns in `extras["conversation"]`: trained as they
+    are, every assistant turn a target, in either mode.
     """
+    conversation = item.extras.get(CONVERSATION)
+    if conversation:
+        return [{"role": str(m["role"]), "content": str(m["content"])} for m in conversation]
     if item.extras.get(STEPS_TARGET):
         steps = "\n".join(f"{i}. {step}{END_OF_STEP}" for i, step in enumerate(item.steps or [], start=1))
         return [{"role": "user", "content": item.question}, {"role": "assistant", "content": steps}]
@@ -111,6 +117,7 @@ def sft_conversation(item: Item, reasoning: bool) -> list[dict]:
 def length_estimate(item: Item) -> int:
     """A cheap proxy of an item's token count, for length-grouped batching."""
     text = len(item.question) + sum(len(s) for s in item.steps or []) + sum(len(o) for o in item.options)
+    text += sum(len(str(m.get("content", ""))) for m in item.extras.get(CONVERSATION) or [])
     duration = float(item.extras.get("duration", 0.0)) if isinstance(item.extras, dict) else 0.0
     return text // 3 + int(duration * 10)
 
