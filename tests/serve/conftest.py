@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ import pytest
 
 import salmonn_o1
 
+from local_server import free_port, stop, wait_until_ready
 from serving import (
     API_KEY,
     MAX_BATCH_SIZE,
@@ -27,7 +27,6 @@ from serving import (
     STARTUP_TIMEOUT_S,
     Clip,
     Server,
-    free_port,
     write_avr_clip,
 )
 
@@ -63,26 +62,15 @@ def server(tmp_path_factory, media_dir, request) -> Server:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     served = Server(f"http://127.0.0.1:{port}", media_dir, log, process)
     request.getfixturevalue("pipeline")  # loads in this process while the server starts in its own
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited ({process.returncode}):\n{log.read_text()}")
+    def healthy() -> bool:
         try:
-            if served.health()["status"] == "ok":
-                break
+            return served.health()["status"] == "ok"
         except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the server did not answer /health in {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")
-        time.sleep(0.2)
+            return False
+
+    wait_until_ready(process, healthy, log, "the server", STARTUP_TIMEOUT_S)
     yield served
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop(process)
     text = log.read_text()
     assert "Traceback" not in text, f"the server logged a traceback:\n{text}"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +64,6 @@ def write_avr_clip(path: Path, index: int, audio: bool = True) -> Clip:
     frames = render_frames(sample.timeline, frame_times(sample.timeline.duration, fps), 64)
     write_mp4(path, frames, fps, render_audio(sample.timeline) if audio else None)
     return Clip(path, sample.item.question, list(sample.item.options))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def user_message(clip: Clip | None = None, url: str | None = None, text: str | None = None, **extra) -> list[dict]:

@@ -12,10 +12,8 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -39,15 +37,11 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from salmonn_o1.ui.app import SAMPLE_DIR  # noqa: E402
 from salmonn_o1.ui.timeline import HIGHLIGHT, find_times  # noqa: E402
 
+from local_server import free_port, stop, wait_until_ready  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 ITEM = json.loads((SAMPLE_DIR / "item.json").read_text())
 MAX_NEW_TOKENS = 96  # the shipped model's steps for this clip take about 60 tokens
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,27 +54,14 @@ def server(tmp_path_factory):
         process = subprocess.Popen([sys.executable, "-m", "salmonn_o1", "ui", "--port", str(port), "--threads", "1",
                                     "--device", "cpu", "--max-new-tokens", str(MAX_NEW_TOKENS)], stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"salmonn-o1 ui exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            process.terminate()
-            pytest.fail(f"salmonn-o1 ui did not answer on {url} within 60 s:\n{log.read_text()}")
-        time.sleep(0.5)
+
+    def answers() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+
+    wait_until_ready(process, answers, log, "salmonn-o1 ui", 60, interval_s=0.5)
     yield url
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop(process, timeout_s=10)
 
 
 @pytest.fixture(scope="module")
