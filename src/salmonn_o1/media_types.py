@@ -3,7 +3,7 @@ renderer and the processor (so rendered clips skip the mp4 round trip)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -35,3 +35,9 @@ class DecodedMedia:
     @property
     def num_frames(self) -> int:
         return 0 if self.frames is None else int(self.frames.shape[0])
+
+    def without_audio(self) -> DecodedMedia:
+        """This video as a file without an audio track decodes (`salmonn_o1.media`): the same frames,
+        silence as long as the video, `has_audio` False. Used where a request drops a video's sound
+        (Qwen2.5-Omni's `use_audio_in_video=False`)."""
+        return replace(self, audio=np.zeros(int(round(self.duration * SAMPLE_RATE)), np.float32), has_audio=False)

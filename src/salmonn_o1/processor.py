@@ -10,7 +10,7 @@ ids, labels and media features (cheap to do in DataLoader workers), and
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from transformers.utils import CONFIG_NAME
 
 from salmonn_o1.chat import IGNORE_INDEX, encode_conversation
 from salmonn_o1.config import SalmonnO1Config
-from salmonn_o1.media_types import SAMPLE_RATE, DecodedMedia
+from salmonn_o1.media_types import DecodedMedia
 from salmonn_o1.messages import is_batch, split_conversation
 from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
 from salmonn_o1.tokenizer import load_tokenizer
@@ -247,7 +247,7 @@ class SalmonnO1Processor:
         for c in conversations:
             media = c.media
             if c.kind == "video" and not with_audio:
-                media = _without_audio(self.load_media(media, "video"))
+                media = self.load_media(media, "video").without_audio()
             samples.append(self.encode(c.messages, media, add_generation_prompt, kind=c.kind))
         batch = self.collate(samples, padding_side)
         del batch["labels"]  # generate takes no labels; training goes through `encode` + `collate`
@@ -261,12 +261,6 @@ class SalmonnO1Processor:
 
     def batch_decode(self, ids, **kwargs) -> list[str]:
         return self.tokenizer.batch_decode(ids, **kwargs)
-
-
-def _without_audio(decoded: DecodedMedia) -> DecodedMedia:
-    """The video as a file without an audio track decodes (salmonn_o1.media): silence as long as the video."""
-    silence = np.zeros(int(round(decoded.duration * SAMPLE_RATE)), np.float32)
-    return replace(decoded, audio=silence, has_audio=False)
 
 
 def _as_conversations(text, messages) -> list[list[dict]]:

@@ -88,7 +88,7 @@ class MediaResolver:
         if audio is not None:
             picture = with_audio(picture, decoded[1], pad=bool(self.processor.config.pad_audio_to_video))
         elif not use_audio_in_video and picture.kind == "video":
-            picture = without_audio(picture)
+            picture = picture.without_audio()
         features = self.processor.media_features(picture)
         self._put(cache_key, features)
         return features
@@ -147,12 +147,6 @@ def with_audio(video: DecodedMedia, audio: DecodedMedia, pad: bool = True) -> De
     if pad and len(track) < length:
         track = np.concatenate([track, np.zeros(length - len(track), np.float32)])
     return replace(video, audio=track, has_audio=True)
-
-
-def without_audio(video: DecodedMedia) -> DecodedMedia:
-    """The video's frames with silence, as a video without an audio track is read."""
-    length = len(video.audio) if video.audio is not None else 0
-    return replace(video, audio=np.zeros(length, np.float32), has_audio=False)
 
 
 def probe_seconds(path: Path) -> float | None:
