@@ -250,20 +250,34 @@ class SalmonnO1Pipeline:
         return self.processor.tokenizer.decode(tokens, skip_special_tokens=False).strip()
 
 
+class TokenText:
+    """Token ids in, new text out, decoded as `SalmonnO1Pipeline` decodes its answers (stop ids dropped);
+    a piece ending inside a multi-byte character waits for the rest of it. Streams one row's text
+    (`ask(stream=...)` here, each request of a server's batch)."""
+
+    def __init__(self, tokenizer, stop_ids: set[int] | frozenset[int]):
+        self.tokenizer, self.stop_ids = tokenizer, stop_ids
+        self.ids: list[int] = []
+        self.sent = 0
+
+    def add(self, token: int) -> str:
+        if token in self.stop_ids:
+            return ""
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        if text.endswith("\ufffd"):
+            return ""
+        piece, self.sent = text[self.sent:], len(text)
+        return piece
+
+
 class _Streamer:
-    """Decodes incrementally and passes only the new text on (tokens can span characters)."""
+    """`on_token` for one question: its new text goes to `sink` as it is decoded."""
 
     def __init__(self, tokenizer, sink, stop_ids: set[int]):
-        self.tokenizer, self.sink, self.stop_ids = tokenizer, sink, stop_ids
-        self.ids: list[int] = []
-        self.printed = 0
+        self.text, self.sink = TokenText(tokenizer, stop_ids), sink
 
     def __call__(self, index: int, token: int) -> None:
-        if token in self.stop_ids:
-            return
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids)
-        if not text.endswith("\ufffd"):
-            self.sink(text[self.printed:])
-            self.printed = len(text)
-
+        piece = self.text.add(token)
+        if piece:
+            self.sink(piece)

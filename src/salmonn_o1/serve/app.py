@@ -30,7 +30,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from salmonn_o1.inference import AnswerResult, Question
+from salmonn_o1.inference import AnswerResult, Question, TokenText
 from salmonn_o1.prompts import format_question
 from salmonn_o1.serve.batching import BatchAbandoned, Batcher, Job, ServerClosing
 from salmonn_o1.serve.errors import APIError
@@ -51,7 +51,7 @@ from salmonn_o1.serve.protocol import (
     completion_id,
     now,
 )
-from salmonn_o1.serve.text_streams import AnswerStream, StepStream, TokenText, final_content, numbered_steps
+from salmonn_o1.serve.text_streams import AnswerStream, StepStream, final_content, numbered_steps
 
 log = logging.getLogger("salmonn_o1.serve")
 DISCONNECT_POLL_S = 0.25  # how often a waiting non-streaming request checks that its client is still there

@@ -50,26 +50,6 @@ def _held_suffix(text: str, words: Sequence[str]) -> int:
     return best
 
 
-class TokenText:
-    """Token ids in, new text out, decoded as `SalmonnO1Pipeline` decodes its answers (stop ids dropped);
-    a piece ending inside a multi-byte character waits for the rest of it."""
-
-    def __init__(self, tokenizer, stop_ids: set[int] | frozenset[int]):
-        self.tokenizer, self.stop_ids = tokenizer, stop_ids
-        self.ids: list[int] = []
-        self.sent = 0
-
-    def add(self, token: int) -> str:
-        if token in self.stop_ids:
-            return ""
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
-        if text.endswith("\ufffd"):
-            return ""
-        piece, self.sent = text[self.sent:], len(text)
-        return piece
-
-
 class _PrefixStream:
     """Sends the growing stable prefix of a final text; `close` sends the rest of the final text."""
 
