@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from salmonn_o1.data.benchmarks import load_benchmark
 from salmonn_o1.data.loaders import (
     answer_to_letter,
-    load_benchmark,
     load_demo,
     load_nextqa,
     load_rivabench,

@@ -317,10 +317,3 @@ LOADERS = {
     "nextqa": load_nextqa,
     "demo": load_demo,
 }
-
-
-def load_benchmark(path: str | Path, fmt: str = "items", **kwargs: Any) -> list[Item]:
-    """Items from any supported format by name (see LOADERS)."""
-    if fmt not in LOADERS:
-        raise DataError(f"{path}: unknown format {fmt!r}; choose from {', '.join(LOADERS)}")
-    return LOADERS[fmt](path, **kwargs)
