@@ -63,6 +63,7 @@ LAYER_OF = {
     "salmonn_o1.batch_inference": "inference",
     "salmonn_o1.train": "train",
     "salmonn_o1.pdpo": "pdpo",
+    "salmonn_o1.grpo": "grpo",  # GRPO beside pDPO: reuses pDPO's judge, questions and reference switch
     # the HTTP server: above inference, beside the commands (`commands.serve` starts it)
     "salmonn_o1.serve": "serve",
     # the browser page (gradio), above inference beside the commands; only the `ui` command imports it
@@ -87,6 +88,7 @@ MAY_IMPORT = {
     "inference": {"foundation", "config", "data", "model", "loading", "inference"},
     "train": {"foundation", "config", "data", "model", "loading", "inference", "train"},
     "pdpo": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo"},
+    "grpo": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "grpo"},
     "integrations": {"foundation", "config", "data", "model", "loading", "inference", "integrations"},
     "synthetic_components": {"foundation", "config", "data", "synthetic", "model", "loading", "inference",
                              "train", "pdpo", "synthetic_components"},
@@ -94,7 +96,7 @@ MAY_IMPORT = {
     "ui": {"foundation", "config", "data", "model", "loading", "inference", "ui"},
     "datagen": {"foundation", "config", "data", "model", "datagen"},
     "commands": {"foundation", "config", "data", "synthetic", "synthetic_components", "model", "loading",
-                 "inference", "train", "pdpo", "api", "serve", "ui", "datagen", "commands"},
+                 "inference", "train", "pdpo", "grpo", "api", "serve", "ui", "datagen", "commands"},
     # the package root: the public API, imported lazily (PEP 562) from the layers below
     "api": {"foundation", "config", "data", "model", "loading", "inference", "train", "pdpo", "api"},
 }

@@ -1,4 +1,4 @@
-"""`salmonn-o1 train STAGE --config RECIPE [key=value ...]`: recipe-driven training (sft, pdpo, or a
+"""`salmonn-o1 train STAGE --config RECIPE [key=value ...]`: recipe-driven training (sft, pdpo, grpo, or a
 stage whose recipe names its objective component, such as perception).
 
 Run under `accelerate launch` for several processes or GPUs (configs in
@@ -14,11 +14,11 @@ from salmonn_o1.commands.common import add_threads_argument, apply_threads, para
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train from a recipe (perception pretraining, reasoning SFT or pDPO)",
+        "train", help="train from a recipe (perception pretraining, reasoning SFT, pDPO or GRPO)",
         description="Train from a YAML recipe; trailing key=value pairs override it (e.g. optim.lr=1e-4). "
         "Checkpoints go to run.out_dir/checkpoint-N; --resume continues the latest one exactly.",
     )
-    parser.add_argument("stage", help="training stage: sft, pdpo, or a stage whose recipe names its objective "
+    parser.add_argument("stage", help="training stage: sft, pdpo, grpo, or a stage whose recipe names its objective "
                         "component (perception: encoder pretraining of a model built from scratch)")
     parser.add_argument("--config", required=True, help="recipe YAML (see recipes/)")
     parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
         from salmonn_o1.pdpo.pipeline import run_pdpo
 
         result = run_pdpo(recipe, resume=resume, stop_at_step=args.stop_at)
+    elif args.stage == "grpo":
+        from salmonn_o1.grpo.pipeline import run_grpo
+
+        result = run_grpo(recipe, resume=resume, stop_at_step=args.stop_at)
     else:  # e.g. perception: the recipe's `objective:` component, on the same Trainer
         from salmonn_o1.train.component_stage import run_component_stage
 

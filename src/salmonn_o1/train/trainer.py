@@ -251,6 +251,7 @@ class Trainer:
                     "is truncated or damaged: resume from an earlier checkpoint-N or delete this one"
                 ) from error
             step, skipped_total = state["step"], state["skipped"]
+            self._load_objective_state(checkpoint)
             accelerator.print(f"resumed from {checkpoint} at step {step}")
         if accelerator.is_main_process:
             ensure_writable_dir(self.out_dir, "run.out_dir")
@@ -300,7 +301,8 @@ class Trainer:
             history.append(record)
             window, tokens, names, started = {}, 0, [], time.perf_counter()
             bar.update(1)
-            bar.set_postfix({k: record[k] for k in ("loss", "lr", "tokens_per_s") if k in record})
+            shown = ("loss", *getattr(self.objective, "progress_keys", ()), "lr", "tokens_per_s")
+            bar.set_postfix({k: record[k] for k in shown if k in record})
             if accelerator.is_main_process:
                 self._append(self.out_dir / "metrics.jsonl", record)
                 if writer is not None:
@@ -309,14 +311,17 @@ class Trainer:
                             writer.add_scalar(f"train/{key}", value, step)
             if self.evaluate and recipe.run.eval_every and step % recipe.run.eval_every == 0:
                 self._evaluate(accelerator, model, step)
-            if step % recipe.run.save_every == 0 or step == end:
+            done = bool(getattr(self.objective, "finished", False))  # e.g. a generation budget spent
+            if step % recipe.run.save_every == 0 or step == end or done:
                 self._save(accelerator, model, step, skipped_total)
             started = time.perf_counter()  # evaluation and saving are not training throughput
+            if done:
+                break
         bar.close()
         if writer is not None:
             writer.close()
         final = None
-        if step >= recipe.optim.max_steps:
+        if step >= recipe.optim.max_steps or getattr(self.objective, "finished", False):
             final = final_dir(self.out_dir)
             if accelerator.is_main_process:
                 with writing(final):
@@ -375,10 +380,21 @@ class Trainer:
             if accelerator.is_main_process:
                 export_model(accelerator.unwrap_model(model), self.processor, checkpoint / "model")
                 self.recipe.save(checkpoint / "recipe.yaml")
+                if hasattr(self.objective, "state_dict"):  # an objective's own counters (GRPO's tokens spent)
+                    (checkpoint / "objective_state.json").write_text(json.dumps(self.objective.state_dict()))
                 (checkpoint / "trainer_state.json").write_text(json.dumps({"step": step, "skipped": skipped}))
         if accelerator.is_main_process:
             self._prune()
         accelerator.wait_for_everyone()
+
+    def _load_objective_state(self, checkpoint: Path) -> None:
+        path = checkpoint / "objective_state.json"
+        if hasattr(self.objective, "load_state_dict") and path.exists():
+            try:
+                self.objective.load_state_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+                raise CheckpointError(f"{path}: unreadable ({error}); resume from an earlier checkpoint-N or "
+                                      "delete this one") from None
 
     def _prune(self) -> None:
         keep = max(1, self.recipe.run.keep_last)
