@@ -116,18 +116,12 @@ def grpo_loss(
     return GRPOLossOutput(loss, mean_kl, clip_ratio.detach(), per_token)
 
 
-def completion_logps(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor,
-                     temperature: float = 1.0) -> torch.Tensor:
-    """Per-token log-probs (N, L) of each sequence's own next tokens, zero where `mask` (N, L) is off.
-
-    logits: (N, L, V) for positions 0..L-1; position i predicts token i + 1, so column i of the
-    result is log p(token i) (column 0 is always masked). Divided by the sampling temperature,
-    as TRL does, so the log-probs are those of the distribution the completions were drawn from.
-    """
-    out = torch.zeros(input_ids.shape, dtype=torch.float32, device=logits.device)
-    target = mask[:, 1:].bool()
-    picked = (logits[:, :-1][target].float() / temperature).log_softmax(-1)
-    values = picked.gather(-1, input_ids[:, 1:][target].unsqueeze(-1)).squeeze(-1)
-    shifted = out[:, 1:].clone()
-    shifted[target] = values
-    return torch.cat([out[:, :1], shifted], dim=1)
+def token_logps(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Per-token log-probs (N, C) of `ids` where logits[:, j] (N, C, V) is the distribution of ids[:, j];
+    zero where `mask` is off. Divided by the sampling temperature, as TRL does, so they are the
+    log-probs of the distribution the completions were drawn from."""
+    out = torch.zeros(ids.shape, dtype=torch.float32, device=logits.device)
+    on = mask.bool()
+    picked = (logits[on].float() / temperature).log_softmax(-1)
+    values = picked.gather(-1, ids[on].unsqueeze(-1)).squeeze(-1)
+    return out.masked_scatter(on, values)

@@ -29,7 +29,7 @@ from torch import nn
 
 from salmonn_o1.decoding import Decoder
 from salmonn_o1.generation import SamplingConfig
-from salmonn_o1.grpo.loss import completion_logps, group_advantages, grpo_loss
+from salmonn_o1.grpo.loss import group_advantages, grpo_loss, token_logps
 from salmonn_o1.grpo.rewards import Reward, path_reward
 from salmonn_o1.model.media_batch import MediaBatch
 from salmonn_o1.pdpo.folder import question_seed
@@ -113,17 +113,17 @@ class GRPOObjective:
         settings, G = self.settings, self.settings.num_generations
         rewards = torch.tensor([r.total for g in groups for r in g.rewards], dtype=torch.float32)
         advantages = group_advantages(rewards, G, settings.scale_rewards)
-        rows, mask, prompt_lengths = self.rows(groups)
+        ids, mask = self.completions(groups)
         features = batch["features"]
-        logps = self.score(model, policy, rows, mask, prompt_lengths, features)
+        logps = self.score(model, policy, groups, ids, mask, features)
         ref = None
         if settings.beta > 0:
             with torch.no_grad():
                 if self.reference is not None:
-                    ref = self.score(self.reference, self.reference, rows, mask, prompt_lengths, features)
+                    ref = self.score(self.reference, self.reference, groups, ids, mask, features)
                 elif has_adapters(policy):
                     with adapters_disabled(policy):
-                        ref = self.score(model, policy, rows, mask, prompt_lengths, features)
+                        ref = self.score(model, policy, groups, ids, mask, features)
                 else:
                     raise ValueError("grpo.beta > 0 needs a reference: a frozen copy of the starting model or LoRA")
         completion_mask = mask.to(logps.device)
@@ -182,53 +182,63 @@ class GRPOObjective:
         tokens = [t for t in tokens if t not in stop_ids]
         return self.processor.tokenizer.decode(tokens, skip_special_tokens=False).strip()
 
-    def rows(self, groups: list[Group]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """Right-padded ids (N, L) of prompt + reasoning + follow-up + answer, the completion mask
-        (reasoning and answer tokens, as sampled, stop tokens included) and each row's prompt length."""
-        sequences, masks, prompt_lengths = [], [], []
+    def completions(self, groups: list[Group]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded completion ids (N, C): reasoning + follow-up + answer, as the decoder fed them,
+        and the mask (N, C) of the tokens trained: the reasoning and answer tokens (stop tokens
+        included), not the follow-up question, not the padding."""
+        sequences, masks = [], []
         for group in groups:
             for reasoning, answer in zip(group.reasoning_tokens, group.answer_tokens):
-                ids = group.prompt_ids + reasoning + self._follow_up + answer
-                marks = ([0] * len(group.prompt_ids) + [1] * len(reasoning) + [0] * len(self._follow_up)
-                         + [1] * len(answer))
-                sequences.append(ids)
-                masks.append(marks)
-                prompt_lengths.append(len(group.prompt_ids))
+                sequences.append(reasoning + self._follow_up + answer)
+                masks.append([1] * len(reasoning) + [0] * len(self._follow_up) + [1] * len(answer))
         length = max(len(s) for s in sequences)
-        pad = self.processor.tokenizer.pad_token_id or 0
-        ids = torch.full((len(sequences), length), pad, dtype=torch.long)
+        ids = torch.full((len(sequences), length), self.processor.tokenizer.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros((len(sequences), length), dtype=torch.long)
         for i, (s, m) in enumerate(zip(sequences, masks)):
             ids[i, :len(s)] = torch.tensor(s)
             mask[i, :len(m)] = torch.tensor(m)
-        return ids, mask, prompt_lengths
+        return ids, mask
 
-    def score(self, model: nn.Module, inner: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
-              prompt_lengths: list[int], features: list[MediaFeatures | None]) -> torch.Tensor:
-        """Per-token log-probs (N, L) of the completion tokens under `model` (zero elsewhere).
+    def score(self, model: nn.Module, inner: nn.Module, groups: list[Group], ids: torch.Tensor, mask: torch.Tensor,
+              features: list[MediaFeatures | None]) -> torch.Tensor:
+        """Per-token log-probs (N, C) of the completion tokens under `model` (zero elsewhere).
 
-        Each question's media is encoded once (`inner.encode_media`, with gradient into the trained
-        aligners) and spliced over the placeholders of its prompt only: a placeholder id sampled
-        in a completion stays the plain token embedding the decoder fed.
+        Per question, the prompt (its media encoded once, with gradient into the trained aligners)
+        runs once into a KV cache, which is repeated for the G rows of its group; the completions
+        then run over it. Gradients flow through the shared prompt as through G separate copies,
+        at about a third of the positions for the miniature model's prompts.
         """
+        from transformers import DynamicCache
+
         device = next(inner.parameters()).device
         G = self.settings.num_generations
         present = [f for f in features if f is not None]
         encoded = iter(inner.encode_media(MediaBatch.collate(present).to(device)) if present else [])
         sequences = [None if f is None else next(encoded) for f in features]
-        ids = ids.to(device)
-        attention = torch.zeros_like(ids)
-        for i, (row_mask, length) in enumerate(zip(mask, prompt_lengths)):
-            last = int(row_mask.nonzero().max()) + 1 if row_mask.any() else length
-            attention[i, :last] = 1
-        media_id = inner.config.media_token_id
-        is_media = torch.zeros_like(ids, dtype=torch.bool)
-        for i, length in enumerate(prompt_lengths):
-            is_media[i, :length] = ids[i, :length] == media_id
-        embeds = inner.get_input_embeddings()(ids.masked_fill(is_media, 0))
-        for i in range(ids.shape[0]):
-            sequence = sequences[i // G]
-            if sequence is not None:
-                embeds[i, is_media[i].nonzero().squeeze(1)] = sequence.to(embeds.dtype)
-        logits = model(inputs_embeds=embeds, attention_mask=attention).logits
-        return completion_logps(logits, ids, mask.to(device), self.settings.temperature)
+        ids, mask = ids.to(device), mask.to(device)
+        embed = inner.get_input_embeddings()
+        out = []
+        for q, group in enumerate(groups):
+            prompt = torch.tensor([group.prompt_ids], device=device)
+            media = prompt == inner.config.media_token_id
+            prompt_embeds = embed(prompt.masked_fill(media, 0))
+            if sequences[q] is not None:
+                prompt_embeds[0, media[0].nonzero().squeeze(1)] = sequences[q].to(prompt_embeds.dtype)
+            length = prompt.shape[1]
+            head = model(inputs_embeds=prompt_embeds, attention_mask=torch.ones_like(prompt),
+                         position_ids=torch.arange(length, device=device)[None], cache=DynamicCache(),
+                         use_cache=True, logits_to_keep=1)
+            cache = head.cache
+            cache.batch_repeat_interleave(G)
+            rows = slice(q * G, (q + 1) * G)
+            last = int(mask[rows].nonzero()[:, 1].max()) + 1 if mask[rows].any() else 1
+            tokens, marks = ids[rows, :last], mask[rows, :last]
+            # Right padding only follows a row's real tokens, so causal attention never sees it.
+            attention = torch.ones(G, length + last, dtype=torch.long, device=device)
+            tail = model(inputs_embeds=embed(tokens), attention_mask=attention,
+                         position_ids=(length + torch.arange(last, device=device))[None].expand(G, last),
+                         cache=cache, use_cache=True)
+            logits = torch.cat([head.logits[:, -1:].expand(G, 1, -1), tail.logits[:, :-1]], dim=1)
+            scored = token_logps(logits, tokens, marks, self.settings.temperature)
+            out.append(torch.nn.functional.pad(scored, (0, ids.shape[1] - last)))
+        return torch.cat(out)
