@@ -31,6 +31,10 @@ def register_reproduce(subparsers: argparse._SubParsersAction) -> None:
                         help="pDPO step selections to train (top1: contrastive, one step per path)")
     parser.add_argument("--no-direct", action="store_true", help="skip the direct-answer variant")
     parser.add_argument("--results", default="docs/results.md", help="report to write")
+    parser.add_argument("--grpo", action="store_true",
+                        help="also train GRPO (recipes/mini-grpo.yaml) with the contrastive pDPO run's generated "
+                             "tokens as its budget, and write --grpo-results (SFT vs pDPO vs GRPO, test and dev)")
+    parser.add_argument("--grpo-results", default="docs/results-grpo.md", help="the GRPO report to write")
     parser.add_argument("--ship", nargs="?", const="default", default=None,
                         help="copy the better reasoning model (pDPO or reasoning SFT, by test accuracy) here "
                              "(no value: into the package as the default model); a non-empty folder that is "
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     ship = None if args.ship is None else (DEFAULT_MODEL_DIR if args.ship == "default" else Path(args.ship))
     plan = MiniPlan(recipes=Path(args.recipes), runs=Path(args.runs), n=args.n, strategies=tuple(args.strategies),
                     direct=not args.no_direct, results=Path(args.results), ship=ship,
-                    force=args.force)
+                    force=args.force, grpo=args.grpo, grpo_results=Path(args.grpo_results))
     best = reproduce_mini(plan)
     print(f"best reasoning model on the test split: {best}" + (f"; shipped to {ship}" if ship else ""))
     return 0

@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         if len(variants) >= 3:
             last_two = variants[-2:]
             pair_lines, head_to_head = paired_section(items, last_two, last_two[0].name, acc["scores"])
-            lines += pair_lines[2:] + [""]  # the same table layout, baseline = the second-last variant
+            lines += [f"Head to head: **{last_two[1].name}** paired against **{last_two[0].name}**.", "",
+                      *pair_lines[2:], ""]
         costs = [(v.name, *inference_cost(paths[split][v.name])) for v in variants]
         lines += [f"Inference on {split}: " + "; ".join(f"{name} {rate} s per 1,000 items, {tokens} reasoning "
                                                         "tokens per item" for name, rate, tokens in costs), ""]
@@ -153,8 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["## Variants", "", *[f"- **{v.name}**: `{v.model}`, two-turn reasoning, greedy" for v in variants], ""]
     report["training"] = training
     out = Path(args.out)
+    (out.parent / "results").mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
-    (out.parent / "results" / "results-grpo.json").parent.mkdir(parents=True, exist_ok=True)
     (out.parent / "results" / "results-grpo.json").write_text(json.dumps(report, indent=2, default=str))
     print(out.read_text())
 

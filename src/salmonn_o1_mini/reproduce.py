@@ -16,6 +16,8 @@
                   the same pDPO with all-steps / random selection, and contrastive selection of
                   one step per path instead of two, on the *same* rollouts (copied, not
                   re-sampled), so the cost table compares selection alone
+    mini-grpo     with --grpo: GRPO from mini-lookup on pDPO's questions with pDPO's generation
+                  budget (recipes/mini-grpo.yaml), then docs/results-grpo.md (test and dev)
 
 Every run resumes where it stopped and a finished run (its `final/` exists) is
 skipped, so the command can be re-run after an interruption. `--ship` copies
@@ -33,7 +35,7 @@ from pathlib import Path
 from salmonn_o1.errors import OutputError
 
 ROLLOUT_FILES = ("rollout.jsonl", "rollout_settings.json", "rollout_summary.json")
-SFT_NAME, PDPO_NAME = "reasoning SFT", "SFT + pDPO"
+SFT_NAME, PDPO_NAME, GRPO_NAME = "reasoning SFT", "SFT + pDPO", "SFT + GRPO"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class MiniPlan:
     results: Path = Path("docs/results.md")
     ship: Path | None = None
     force: bool = False  # let --ship replace a folder that is not a shipped model
+    grpo: bool = False  # also GRPO at pDPO's generation budget, reported in grpo_results
+    grpo_results: Path = Path("docs/results-grpo.md")
 
     def run_dir(self, name: str) -> Path:
         return self.runs / name
@@ -115,6 +119,39 @@ def train_pdpo(plan: MiniPlan, sft_model: Path, strategy: str) -> Path:
         run_pdpo(plan.recipes / "mini-pdpo.yaml",
                  [f"model.source={sft_model}", f"run.out_dir={run_dir}", *selection.overrides], resume=True)
     return run_dir
+
+
+def pdpo_generated_tokens(run_dir: Path) -> int | None:
+    """Tokens a pDPO run sampled in its stages (rollouts, selection, values): GRPO's budget."""
+    from salmonn_o1_mini.results import stage_json
+
+    by_stage = stage_json(run_dir, "pairs").get("cost_by_stage", {})
+    total = sum(by_stage.get(s, {}).get("generated_tokens", 0) for s in ("rollout", "select", "label"))
+    return total or None
+
+
+def train_grpo(plan: MiniPlan, sft_model: Path, budget: int | None) -> Path:
+    """GRPO from the reasoning SFT, stopping when it has sampled `budget` tokens (the recipe's
+    generation_budget, pDPO's documented one, when the pDPO run's stage costs are not there)."""
+    from salmonn_o1.grpo.pipeline import run_grpo
+    from salmonn_o1.train.trainer import finished
+
+    run_dir = plan.run_dir("mini-grpo")
+    overrides = [f"model.source={sft_model}", f"run.out_dir={run_dir}"]
+    if budget is not None:
+        overrides.append(f"grpo.generation_budget={budget}")
+    if not finished(run_dir):
+        run_grpo(plan.recipes / "mini-grpo.yaml", overrides, resume=True)
+    return run_dir
+
+
+def grpo_report_arguments(plan: MiniPlan, sft_model: Path, pdpo_run: Path, grpo_run: Path) -> list[str]:
+    """The `salmonn_o1_mini.grpo_report` command line: SFT vs pDPO vs GRPO on test and dev."""
+    tokens = pdpo_generated_tokens(pdpo_run)
+    cost = [] if tokens is None else ["--cost", f"{PDPO_NAME}=tokens:{tokens},note:rollouts + selection + values"]
+    return ["--variant", f"{SFT_NAME}={sft_model}", "--variant", f"{PDPO_NAME}={pdpo_run / 'final'}",
+            "--variant", f"{GRPO_NAME}={grpo_run / 'final'}", *cost, "--grpo-run", f"{GRPO_NAME}={grpo_run}",
+            "--n", str(plan.n), "--work", str(plan.runs / "results-grpo"), "--out", str(plan.grpo_results)]
 
 
 def results_arguments(plan: MiniPlan, sft_model: Path, pdpo_runs: dict[str, Path]) -> list[str]:
@@ -196,6 +233,11 @@ def reproduce_mini(plan: MiniPlan) -> Path:
         train_sft(plan, "mini-direct.yaml", "mini-direct", start)
     pdpo_runs = {strategy: train_pdpo(plan, sft_model, strategy) for strategy in plan.strategies}
     results.main(results_arguments(plan, sft_model, pdpo_runs))
+    if plan.grpo and "contrastive" in pdpo_runs:
+        from salmonn_o1_mini import grpo_report
+
+        grpo_run = train_grpo(plan, sft_model, pdpo_generated_tokens(pdpo_runs["contrastive"]))
+        grpo_report.main(grpo_report_arguments(plan, sft_model, pdpo_runs["contrastive"], grpo_run))
     candidates = {SFT_NAME: sft_model}
     if "contrastive" in pdpo_runs:
         candidates[PDPO_NAME] = pdpo_runs["contrastive"] / "final"
