@@ -17,7 +17,12 @@ from salmonn_o1.model.media_batch import MediaBatch
 
 
 class Objective(Protocol):
-    """collate(examples) -> batch (None when every example was bad); loss(model, batch) -> (loss, metrics)."""
+    """collate(examples) -> batch (None when every example was bad); loss(model, batch) -> (loss, metrics).
+
+    Optional, read by the Trainer when present: `progress_keys` (metrics for the progress bar),
+    `state_dict()` / `load_state_dict(state)` (counters saved with each checkpoint, restored on
+    resume) and `finished` (true after a step ends the run there: checkpoint and final model).
+    """
 
     name: str
 
