@@ -62,8 +62,9 @@ def inference_cost(path: Path) -> tuple[str, str]:
         record = json.loads(timing.read_text())
         if record["items"]:
             rate = f"{1000 * record['seconds'] / record['items']:.0f}"
-    tokens = [json.loads(line).get("extras", {}).get("reasoning_tokens", 0)
-              for line in path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # a prediction line carries its extras at the top level (`Prediction.to_dict`)
+    tokens = [r.get("reasoning_tokens", r.get("extras", {}).get("reasoning_tokens", 0)) for r in records]
     return rate, f"{sum(tokens) / max(len(tokens), 1):.0f}"
 
 
@@ -136,8 +137,10 @@ def main(argv: list[str] | None = None) -> None:
             lines += [f"Head to head: **{last_two[1].name}** paired against **{last_two[0].name}**.", "",
                       *pair_lines[2:], ""]
         costs = [(v.name, *inference_cost(paths[split][v.name])) for v in variants]
-        lines += [f"Inference on {split}: " + "; ".join(f"{name} {rate} s per 1,000 items, {tokens} reasoning "
-                                                        "tokens per item" for name, rate, tokens in costs), ""]
+        lines += [f"Inference on {split} (greedy, batch {args.batch_size}, 1 thread; seconds are wall time, "
+                  "on a machine other jobs may share): " + "; ".join(
+                      f"{name} {rate} s per 1,000 items, {tokens} reasoning tokens per item"
+                      for name, rate, tokens in costs), ""]
         report["splits"][split] = {"accuracy": acc["accuracy"], "paired": paired, "head_to_head": head_to_head}
     training = dict(parse_cost(c) for c in args.cost)
     for spec in args.grpo_run:

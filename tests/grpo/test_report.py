@@ -19,7 +19,7 @@ def write_predictions(path: Path, items, right: set[int]) -> None:
             ("NO" if item.answer == "YES" else "YES")
         answer = item.answer if i in right else wrong
         lines.append(json.dumps({"id": item.id, "answer": f"The answer is {answer}.", "reasoning": "1. x",
-                                 "extras": {"extracted": answer, "reasoning_tokens": 10 + i}}))
+                                 "extracted": answer, "reasoning_tokens": 10 + i}))
     path.write_text("\n".join(lines) + "\n")
     path.with_suffix(".timing.json").write_text(json.dumps({"seconds": 2.0, "items": len(items), "model": "m"}))
 
@@ -51,7 +51,7 @@ def test_report_from_cached_predictions(tmp_path):
     assert "| grpo | overall | 6 | +33.3 | [" in text.split("Head to head")[1]  # 5 right against 3
     assert "| pdpo | 1,724,351 | 56.6 | stages 42 min, training 14.6 min |" in text
     assert "| grpo | 2,000 | 1.0 | 2 steps, 1 CPU thread (run not finished)" in text
-    assert "2000 s per 1,000 items" not in text and "333 s per 1,000 items" in text
+    assert "333 s per 1,000 items, 12 reasoning tokens per item" in text  # 2 s for 6; tokens 10..15
     data = json.loads((out.parent / "results" / "results-grpo.json").read_text())
     assert data["splits"]["dev"]["accuracy"]["grpo"]["overall"]["correct"] == 5
 
