@@ -78,6 +78,9 @@ def test_generation_budget_stops_a_lora_run_and_exports(tmp_path):
     assert logged[-1]["generated_tokens_total"] >= 700 > ([0] + [m["generated_tokens_total"] for m in logged])[-2]
     assert logged[0]["kl"] == 0  # LoRA starts as a no-op: the policy is the reference
     assert (out / f"checkpoint-{result.step}" / "objective_state.json").exists()
+    again = run_grpo(grpo_recipe(out, "optim.max_steps=50", "grpo.generation_budget=700",
+                                 "model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8"), resume=True)
+    assert again.step == result.step and len(metrics(out)) == len(logged)  # spent: no step more
     before, after = weights(DEFAULT_MODEL_DIR), weights(result.final_dir)  # exported with LoRA merged
     assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
 

@@ -270,7 +270,7 @@ class Trainer:
         tokens, names, started, micro = 0, [], time.perf_counter(), 0
         model.train()
         for packed in batches:
-            if step >= end:
+            if step >= end or getattr(self.objective, "finished", False):  # a resumed run already done
                 break
             batch, skipped = packed["batch"], packed["skipped"]
             names += packed["names"]
