@@ -135,7 +135,7 @@ def _sample_call(pipeline, call: list[Part[_Pending]], seed: int, judge: Judge, 
         seeds += [question_seed(seed, q.id, index) for index in rows]
     counted = Cost()
     with count_forward(pipeline.model, counted):
-        results = pipeline.ask_batch(questions, row_seeds=seeds, media=media, do_sample=True, **generation)
+        results = pipeline.ask_batch(questions, row_seeds=seeds, media=media, **{"do_sample": True, **generation})
     max_new = generation.get("max_new_tokens", 512)
     row = 0
     for part, share in zip(call, counted.split([p.rows for p in call])):
