@@ -198,6 +198,9 @@ def run_rollout(out_dir: str | Path, pipeline, questions: list[PDPOQuestion], se
 
 
 def rollout_summary(records: list[dict[str, Any]], processed: int = 0, seconds: float = 0.0) -> dict[str, Any]:
+    """The stage's numbers over every record. `cost` adds up the questions' costs: generated tokens
+    exactly, and each batched call's passes, positions and prefill positions shared out among its
+    questions by rows (`Cost.split`; a prefix the rows share is counted once, in prefill_positions)."""
     ok = [r for r in records if "error" not in r]
     paths = [p for r in ok for p in r["paths"]]
     kept = [r for r in ok if r["kept"]]

@@ -191,6 +191,9 @@ def run_select(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: 
 
 
 def select_summary(records: list[dict[str, Any]], processed: int = 0, seconds: float = 0.0) -> dict[str, Any]:
+    """The stage's numbers over every record. `cost` adds up the questions' costs: each scoring call's
+    passes, positions and prefill positions shared out among its questions by rows (`Cost.split`;
+    a prompt the rows of a question share is counted once, in prefill_positions)."""
     paths = [p for r in records for p in r["paths"]]
     selected_scores, other_scores = [], []
     for p in paths:
