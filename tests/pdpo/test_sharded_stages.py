@@ -4,6 +4,7 @@ records as one run over all the questions, and the merged pairs train a policy."
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,25 @@ def records(folder: Path, stage: str) -> list[dict]:
     return read_records(folder / f"{stage}.jsonl")
 
 
+def assert_same_records(got, want, where: str) -> None:
+    """Equal records, up to their costs (a batched call's are shared out among the questions it held,
+    and shards batch other questions together) and float32 noise in the step scores (the same
+    computation in a differently shaped batch: ~1e-8 on the KL of nearly equal distributions)."""
+    if isinstance(want, dict):
+        assert sorted(k for k in got if k != "cost") == sorted(k for k in want if k != "cost"), where
+        for key in want:
+            if key != "cost":
+                assert_same_records(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want)):
+            assert_same_records(a, b, f"{where}[{i}]")
+    elif isinstance(want, float):
+        assert math.isclose(got, want, rel_tol=1e-3, abs_tol=1e-7), (where, got, want)
+    else:
+        assert got == want, (where, got, want)
+
+
 def test_shards_merge_into_one_runs_records_and_train(tmp_path):
     recipe = tmp_path / "pdpo.yaml"
     recipe.write_text(yaml.safe_dump(RECIPE))
@@ -47,7 +67,7 @@ def test_shards_merge_into_one_runs_records_and_train(tmp_path):
     assert "2 shards finished" in done.stdout
 
     for stage in ("rollout", "select", "label", "pairs"):
-        assert records(sharded / "stages", stage) == records(single / "stages", stage), stage
+        assert_same_records(records(sharded / "stages", stage), records(single / "stages", stage), stage)
     summary = json.loads((sharded / "stages" / "pairs_summary.json").read_text())
     assert summary["pairs"] == len(read_records(single / "stages" / "pairs.jsonl"))
     rollout = json.loads((sharded / "stages" / "rollout_summary.json").read_text())
