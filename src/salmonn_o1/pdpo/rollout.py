@@ -4,7 +4,9 @@ Each path is recorded with its text, its step segments (see `steps`), its
 final answer and whether that answer is correct. Questions the policy always
 answers correctly teach nothing about its mistakes and are dropped; the kept
 ones give full-path pairs (a correct path preferred to a wrong one) and the
-paths whose steps are scored and branched in the later stages.
+paths whose steps are scored and branched in the later stages. The paths of
+consecutive questions are sampled `pdpo.batch_size` at a time, each seeded by
+its question and index, so the records do not depend on the batch size.
 
     rollout.jsonl: one `QuestionRollout` per question (or a `FailedQuestion`
     when its media could not be read)
@@ -123,6 +125,10 @@ def _prepare(pipeline, question: PDPOQuestion, num_paths: int) -> _Pending | Fai
     return _Pending(question, features, pipeline.decoder.encode_media([features])[0], num_paths)
 
 
+def _rows_of(work: _Pending | FailedQuestion) -> int:
+    return len(work.paths) if isinstance(work, _Pending) else 0
+
+
 def _sample_call(pipeline, call: list[Part[_Pending]], seed: int, judge: Judge, **generation) -> None:
     """One batched call over the paths in `call` (each seeded by its question and index); fills in
     their records, each question's exact generated tokens and its row share of the call's passes."""
@@ -159,8 +165,7 @@ def rollout_records(pipeline, questions: Iterable[PDPOQuestion], num_paths: int,
     generation: max_new_tokens, answer_max_new_tokens, temperature, top_p (do_sample is on).
     """
     works = (_prepare(pipeline, question, num_paths) for question in questions)
-    rows_of = lambda work: len(work.paths) if isinstance(work, _Pending) else 0  # noqa: E731
-    for call, finished in row_calls(works, rows_of, batch_size):
+    for call, finished in row_calls(works, _rows_of, batch_size):
         if call:
             _sample_call(pipeline, call, seed, judge, **generation)
         for work in finished:
