@@ -9,7 +9,9 @@
 Each stage reads the previous stage's file, skips the questions its own file
 already holds, appends one question at a time (`salmonn_o1.records`: an
 interrupted run resumes where it stopped), and rewrites `<stage>_summary.json`
-over everything it holds. `<stage>_settings.json` records the settings that
+over everything it holds. Under `accelerate launch` each process appends to its
+own shard (`<stage>.shard-RR-of-WW.jsonl`) and the shards are merged into the
+stage file at the end of the stage (`pdpo.sharding`). `<stage>_settings.json` records the settings that
 change the stage's results; resuming with different ones is an error rather
 than a silently mixed file.
 """
@@ -45,9 +47,13 @@ def stage_file(out_dir: str | Path, stage: str) -> Path:
 
 def check_settings(out_dir: Path, stage: str, settings: PDPOSettings) -> None:
     """Record the stage's settings; an error if its file was made with others."""
+    from salmonn_o1.pdpo.sharding import current_processes, shard_files
+    from salmonn_o1.records import replace_file
+
     wanted = {k: getattr(settings, k) for k in STAGE_KEYS[stage]}
     path = out_dir / f"{stage}_settings.json"
-    if path.exists() and stage_file(out_dir, stage).exists():
+    made = stage_file(out_dir, stage)
+    if path.exists() and (made.exists() or shard_files(made)):
         stored = json.loads(path.read_text())
         changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
         if changed:
@@ -55,7 +61,8 @@ def check_settings(out_dir: Path, stage: str, settings: PDPOSettings) -> None:
             raise DataError(f"{stage_file(out_dir, stage)} was made with {details}; use another --out, "
                             f"or delete {stage}.jsonl to redo the stage")
     out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(wanted, indent=2) + "\n")
+    if current_processes().is_main:  # every process checks; one writes (atomically: the others may read it)
+        replace_file(path, (json.dumps(wanted, indent=2) + "\n").encode())
 
 
 def require_previous(out_dir: Path, stage: str) -> None:
@@ -71,7 +78,9 @@ def require_previous(out_dir: Path, stage: str) -> None:
 
 def open_stage(out_dir: str | Path, stage: str, settings: PDPOSettings) -> tuple[Path, Path]:
     """Every runner's first step: the folder, the previous stage's file required, this stage's settings
-    recorded (or checked against the ones its file was made with); returns (folder, this stage's file)."""
+    recorded (or checked against the ones its file or shards were made with); returns (folder, this
+    stage's file). Under a launch a runner appends to `sharding.my_file(file)` instead, and skips the
+    questions `sharding.held_ids(file)` names."""
     out_dir = Path(out_dir)
     require_previous(out_dir, stage)
     check_settings(out_dir, stage, settings)

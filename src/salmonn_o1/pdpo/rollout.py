@@ -20,21 +20,20 @@ from typing import Any
 from salmonn_o1.errors import SalmonnError
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
-    keyed_records,
     mean,
     need_model,
     open_stage,
     progress_bar,
     question_seed,
     total_cost,
-    write_summary,
 )
 from salmonn_o1.pdpo.judge import Judge, exact_match_judge
 from salmonn_o1.pdpo.media import load_features
 from salmonn_o1.pdpo.questions import PDPOQuestion
+from salmonn_o1.pdpo.sharding import finish_stage, held_ids, my_file, my_share
 from salmonn_o1.pdpo.steps import clean_generated, segment_text, step_segments
 from salmonn_o1.processor import MediaFeatures
-from salmonn_o1.records import RecordWriter, read_records, record_ids
+from salmonn_o1.records import RecordWriter, read_records
 from salmonn_o1.train.recipe import PDPOSettings
 
 
@@ -125,9 +124,9 @@ def run_rollout(out_dir: str | Path, pipeline, questions: list[PDPOQuestion], se
     need_model(pipeline, "rollout", "sampling paths")
     settings = settings.resolved()
     out_dir, path = open_stage(out_dir, "rollout", settings)
-    done = record_ids(keyed_records(path))
-    writer = RecordWriter(path)
-    todo = [q for q in questions if q.id not in done]
+    done = held_ids(path)
+    writer = RecordWriter(my_file(path))
+    todo = my_share([q for q in questions if q.id not in done])
     started = time.perf_counter()
     for question in progress_bar(todo, "rollout", progress):
         try:
@@ -138,8 +137,8 @@ def run_rollout(out_dir: str | Path, pipeline, questions: list[PDPOQuestion], se
         result = rollout_question(pipeline, question, features, settings.paths, judge,
                                   seed=question_seed(settings.seed, question.id), **settings.generation())
         writer.write([result.to_dict()])
-    return write_summary(out_dir, "rollout", rollout_summary(read_records(path), len(todo),
-                                                             time.perf_counter() - started))
+    return finish_stage(out_dir, "rollout", len(todo), started,
+                        lambda n, s: rollout_summary(read_records(path), n, s), [q.id for q in questions])
 
 
 def rollout_summary(records: list[dict[str, Any]], processed: int = 0, seconds: float = 0.0) -> dict[str, Any]:
