@@ -27,8 +27,8 @@ no shard file is made; shards left by a killed launch are merged at its end.
 
 from __future__ import annotations
 
+import hashlib
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -114,7 +114,12 @@ def current_processes() -> Processes:
 def in_share(question_id: Any, rank: int, world_size: int) -> bool:
     """Whether question `question_id` is process `rank`'s: a hash of the id alone, so every process
     agrees without talking and a share does not depend on the order of the questions."""
-    return world_size <= 1 or zlib.crc32(str(question_id).encode()) % world_size == rank
+    if world_size <= 1:
+        return True
+    # A cryptographic hash: crc32 is linear, so ids differing in their last digit share its low bits
+    # and would all land on one process.
+    digest = hashlib.blake2b(str(question_id).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % world_size == rank
 
 
 def my_share(items: Iterable[T], key: Callable[[T], Any] | str = "id", processes: Processes | None = None) -> list[T]:
