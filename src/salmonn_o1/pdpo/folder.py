@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from salmonn_o1.errors import DataError
 from salmonn_o1.pdpo.costs import Cost
+from salmonn_o1.pdpo.sharding import Processes, current_processes, shard_files
+from salmonn_o1.records import RecordWriter, replace_file
 from salmonn_o1.train.recipe import PDPOSettings
 
 STAGES = ("rollout", "select", "label", "pairs")
@@ -47,9 +50,6 @@ def stage_file(out_dir: str | Path, stage: str) -> Path:
 
 def check_settings(out_dir: Path, stage: str, settings: PDPOSettings) -> None:
     """Record the stage's settings; an error if its file was made with others."""
-    from salmonn_o1.pdpo.sharding import current_processes, shard_files
-    from salmonn_o1.records import replace_file
-
     wanted = {k: getattr(settings, k) for k in STAGE_KEYS[stage]}
     path = out_dir / f"{stage}_settings.json"
     made = stage_file(out_dir, stage)
@@ -130,3 +130,85 @@ def total_cost(records: Iterable[dict[str, Any]]) -> dict[str, int]:
 
 def mean(values: list) -> float | None:
     return float(statistics.fmean(values)) if values else None
+
+
+# ---- shards of a launch (pdpo.sharding): what is done, the merge, the end of a stage ----
+
+def held_ids(path: Path, key: str = "id") -> set[Any]:
+    """The question ids (`record[key]`) in a stage file and in its shards: the questions that are done."""
+    ids: set[Any] = set()
+    for source in (path, *shard_files(path)):
+        ids.update(record[key] for record in keyed_records(source, key))
+    return ids
+
+
+def merge_shards(path: Path, order: Iterable[Any], key: str = "id") -> int:
+    """Append the shards' records of questions `path` does not hold yet to `path`, question by question
+    in `order` (the stage's input: then the file equals one process's), then delete the shards.
+
+    Records of questions missing from `order` (a shard of a run over other questions) are kept, after
+    the others, in shard order. A question in several shards (a merge cut short, then a run with
+    another process count) is written once. Returns the number of records appended.
+    """
+    shards = shard_files(path)
+    if not shards:
+        return 0
+    held = {record[key] for record in keyed_records(path, key)}
+    by_id: dict[Any, list[dict[str, Any]]] = {}
+    for shard in shards:
+        taken: set[Any] = set()  # ids this shard adds: several records of one question come from one shard
+        for record in keyed_records(shard, key):
+            question = record[key]
+            if question in held and question not in taken:
+                continue
+            by_id.setdefault(question, []).append(record)
+            taken.add(question)
+        held.update(taken)
+    wanted = list(dict.fromkeys(order))
+    known = set(wanted)
+    rest = [q for q in by_id if q not in known]
+    records = [r for q in (*wanted, *rest) for r in by_id.get(q, [])]
+    RecordWriter(path).write(records)
+    for shard in shards:
+        shard.unlink()
+    return len(records)
+
+
+def finish_stage(out_dir: Path, stage: str, processed: int, started: float,
+                 summarize: Callable[[int, float], dict[str, Any]], order: Iterable[Any] | None = None,
+                 files: dict[str, str] | None = None, processes: Processes | None = None) -> dict[str, Any]:
+    """Every runner's last step: wait for all processes, merge the shards (main process), summarise
+    the merged file; returns the summary on every process (the main one writes it).
+
+    processed: the questions this process handled; the summary gets the sum over processes, and
+    the longest process's seconds since `started` (`time.perf_counter()`).
+    summarize(processed, seconds): the stage summary over the merged files.
+    order: the question ids of the stage's input in order (default: those of the previous stage's
+    file); files: `{file name stem: id key}` of the stage's files (default `{stage: "id"}`).
+    """
+    processes = processes or current_processes()
+    seconds = time.perf_counter() - started
+    counts = processes.gather((processed, seconds))  # also the barrier: every shard is complete
+    processed, seconds = sum(c[0] for c in counts), max(c[1] for c in counts)
+    summary: dict[str, Any] | None = None
+    problem: str | None = None
+    if processes.is_main:
+        try:
+            if order is None:
+                index = STAGES.index(stage)
+                previous = stage_file(out_dir, STAGES[index - 1]) if index else None
+                order = [r["id"] for r in keyed_records(previous)] if previous is not None else []
+            order = list(order)
+            for name, key in (files or {stage: "id"}).items():
+                merge_shards(out_dir / f"{name}.jsonl", order, key)
+            summary = write_summary(out_dir, stage, summarize(processed, seconds))
+        except Exception as error:  # told to the others, which would otherwise wait for ever
+            problem = f"{type(error).__name__}: {error}"
+            if not processes.launched:
+                raise
+            processes.broadcast((None, problem))
+            raise
+    summary, problem = processes.broadcast((summary, problem))
+    if problem is not None:
+        raise DataError(f"pdpo {stage}: the main process failed merging the shards: {problem}")
+    return summary

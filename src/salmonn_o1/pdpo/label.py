@@ -18,6 +18,8 @@ from typing import Any
 
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
+    finish_stage,
+    held_ids,
     keyed_records,
     mean,
     need_model,
@@ -32,7 +34,7 @@ from salmonn_o1.pdpo.media import load_features
 from salmonn_o1.pdpo.pairs import Continuation
 from salmonn_o1.pdpo.questions import PDPOQuestion
 from salmonn_o1.pdpo.select import SelectRecord
-from salmonn_o1.pdpo.sharding import finish_stage, held_ids, my_file, my_share
+from salmonn_o1.pdpo.sharding import my_file, my_share
 from salmonn_o1.pdpo.values import ModelPolicy, StepValues, step_values
 from salmonn_o1.records import RecordWriter, read_records
 from salmonn_o1.train.recipe import PDPOSettings

@@ -20,6 +20,8 @@ from typing import Any
 
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
+    finish_stage,
+    held_ids,
     keyed_records,
     mean,
     need_model,
@@ -33,7 +35,7 @@ from salmonn_o1.pdpo.loss import precompute_reference_logps
 from salmonn_o1.pdpo.objective import DPOObjective
 from salmonn_o1.pdpo.pairs import Continuation, PairRecord, oriented_pair, pair_label
 from salmonn_o1.pdpo.rollout import QuestionRollout
-from salmonn_o1.pdpo.sharding import finish_stage, held_ids, my_file, my_share
+from salmonn_o1.pdpo.sharding import my_file, my_share
 from salmonn_o1.records import RecordWriter, read_records
 from salmonn_o1.train.recipe import PDPOSettings
 

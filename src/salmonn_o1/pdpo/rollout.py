@@ -20,6 +20,8 @@ from typing import Any
 from salmonn_o1.errors import SalmonnError
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
+    finish_stage,
+    held_ids,
     mean,
     need_model,
     open_stage,
@@ -30,7 +32,7 @@ from salmonn_o1.pdpo.folder import (
 from salmonn_o1.pdpo.judge import Judge, exact_match_judge
 from salmonn_o1.pdpo.media import load_features
 from salmonn_o1.pdpo.questions import PDPOQuestion
-from salmonn_o1.pdpo.sharding import finish_stage, held_ids, my_file, my_share
+from salmonn_o1.pdpo.sharding import my_file, my_share
 from salmonn_o1.pdpo.steps import clean_generated, segment_text, step_segments
 from salmonn_o1.processor import MediaFeatures
 from salmonn_o1.records import RecordWriter, read_records

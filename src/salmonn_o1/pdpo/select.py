@@ -20,6 +20,8 @@ from typing import Any
 
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
+    finish_stage,
+    held_ids,
     keyed_records,
     mean,
     need_model,
@@ -34,7 +36,7 @@ from salmonn_o1.pdpo.perturb import Perturbation
 from salmonn_o1.pdpo.questions import PDPOQuestion
 from salmonn_o1.pdpo.rollout import PathRecord, QuestionRollout
 from salmonn_o1.pdpo.scoring import StepSelector, encode_media_once, step_kl_scores
-from salmonn_o1.pdpo.sharding import finish_stage, held_ids, my_file, my_share
+from salmonn_o1.pdpo.sharding import my_file, my_share
 from salmonn_o1.pdpo.steps import path_ids
 from salmonn_o1.prompts import IM_END
 from salmonn_o1.records import RecordWriter, read_records

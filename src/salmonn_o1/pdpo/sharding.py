@@ -7,18 +7,18 @@ id alone (`in_share`: a hash of the id modulo the process count), so it does
 not depend on the order of the questions or on what an earlier run finished.
 Each process appends to its own shard of the stage file,
 `<stage>.shard-RR-of-WW.jsonl`, which resumes like any stage file. When every
-process is done (`finish_stage`: a barrier), the main process appends the
-shards' records to `<stage>.jsonl` in the order of the stage's input, deletes
-the shards and writes the summary over the whole file; the others wait for it,
-so the next stage reads a complete file. Each question is seeded by its id
+process is done (`folder.finish_stage`: a barrier), the main process appends
+the shards' records to `<stage>.jsonl` in the order of the stage's input
+(`folder.merge_shards`), deletes the shards and writes the summary over the
+whole file; the others wait for it, so the next stage reads a complete file. Each question is seeded by its id
 (`folder.question_seed`), so a sharded run writes the same records as one
 process.
 
 Resuming: the questions already in `<stage>.jsonl` or in any shard file are
 done. Rerun with the same process count, each process continues its shard;
 with another count, the old shards are still counted as done and merged at
-the end, and only the questions in no file are shared out anew. The merge
-appends only the questions the stage file does not hold yet, so a merge cut
+the end, and only the questions in no file are shared out anew
+(`folder.held_ids`). The merge appends only the questions the stage file does not hold yet, so a merge cut
 short by a kill is finished by the next run without writing a question twice.
 
 Without a launch (one process) the stage appends to `<stage>.jsonl` itself and
@@ -28,15 +28,12 @@ no shard file is made; shards left by a killed launch are merged at its end.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
-
-from salmonn_o1.errors import DataError
 
 T = TypeVar("T")
 
@@ -149,90 +146,3 @@ def my_file(path: Path, processes: Processes | None = None) -> Path:
     """The file this process appends a stage's records to: its shard under a launch, else `path`."""
     processes = processes or current_processes()
     return shard_file(path, processes.rank, processes.world_size) if processes.launched else path
-
-
-def held_ids(path: Path, key: str = "id") -> set[Any]:
-    """The question ids (`record[key]`) in a stage file and in its shards: the questions that are done."""
-    from salmonn_o1.pdpo.folder import keyed_records
-
-    ids: set[Any] = set()
-    for source in (path, *shard_files(path)):
-        ids.update(record[key] for record in keyed_records(source, key))
-    return ids
-
-
-def merge_shards(path: Path, order: Iterable[Any], key: str = "id") -> int:
-    """Append the shards' records of questions `path` does not hold yet to `path`, question by question
-    in `order` (the stage's input: then the file equals one process's), then delete the shards.
-
-    Records of questions missing from `order` (a shard of a run over other questions) are kept, after
-    the others, in shard order. A question in several shards (a merge cut short, then a run with
-    another process count) is written once. Returns the number of records appended.
-    """
-    from salmonn_o1.pdpo.folder import keyed_records
-    from salmonn_o1.records import RecordWriter
-
-    shards = shard_files(path)
-    if not shards:
-        return 0
-    held = {record[key] for record in keyed_records(path, key)}
-    by_id: dict[Any, list[dict[str, Any]]] = {}
-    for shard in shards:
-        taken: set[Any] = set()  # ids this shard adds: several records of one question come from one shard
-        for record in keyed_records(shard, key):
-            question = record[key]
-            if question in held and question not in taken:
-                continue
-            by_id.setdefault(question, []).append(record)
-            taken.add(question)
-        held.update(taken)
-    wanted = list(dict.fromkeys(order))
-    known = set(wanted)
-    rest = [q for q in by_id if q not in known]
-    records = [r for q in (*wanted, *rest) for r in by_id.get(q, [])]
-    RecordWriter(path).write(records)
-    for shard in shards:
-        shard.unlink()
-    return len(records)
-
-
-def finish_stage(out_dir: Path, stage: str, processed: int, started: float,
-                 summarize: Callable[[int, float], dict[str, Any]], order: Iterable[Any] | None = None,
-                 files: dict[str, str] | None = None, processes: Processes | None = None) -> dict[str, Any]:
-    """Every runner's last step: wait for all processes, merge the shards (main process), summarise
-    the merged file; returns the summary on every process (the main one writes it).
-
-    processed: the questions this process handled; the summary gets the sum over processes, and
-    the longest process's seconds since `started` (`time.perf_counter()`).
-    summarize(processed, seconds): the stage summary over the merged files.
-    order: the question ids of the stage's input in order (default: those of the previous stage's
-    file); files: `{file name stem: id key}` of the stage's files (default `{stage: "id"}`).
-    """
-    from salmonn_o1.pdpo.folder import STAGES, keyed_records, stage_file, write_summary
-
-    processes = processes or current_processes()
-    seconds = time.perf_counter() - started
-    counts = processes.gather((processed, seconds))  # also the barrier: every shard is complete
-    processed, seconds = sum(c[0] for c in counts), max(c[1] for c in counts)
-    summary: dict[str, Any] | None = None
-    problem: str | None = None
-    if processes.is_main:
-        try:
-            if order is None:
-                index = STAGES.index(stage)
-                previous = stage_file(out_dir, STAGES[index - 1]) if index else None
-                order = [r["id"] for r in keyed_records(previous)] if previous is not None else []
-            order = list(order)
-            for name, key in (files or {stage: "id"}).items():
-                merge_shards(out_dir / f"{name}.jsonl", order, key)
-            summary = write_summary(out_dir, stage, summarize(processed, seconds))
-        except Exception as error:  # told to the others, which would otherwise wait for ever
-            problem = f"{type(error).__name__}: {error}"
-            if not processes.launched:
-                raise
-            processes.broadcast((None, problem))
-            raise
-    summary, problem = processes.broadcast((summary, problem))
-    if problem is not None:
-        raise DataError(f"pdpo {stage}: the main process failed merging the shards: {problem}")
-    return summary
