@@ -194,13 +194,15 @@ def finish_stage(out_dir: Path, stage: str, processed: int, started: float,
     problem: str | None = None
     if processes.is_main:
         try:
-            if order is None:
-                index = STAGES.index(stage)
-                previous = stage_file(out_dir, STAGES[index - 1]) if index else None
-                order = [r["id"] for r in keyed_records(previous)] if previous is not None else []
-            order = list(order)
-            for name, key in (files or {stage: "id"}).items():
-                merge_shards(out_dir / f"{name}.jsonl", order, key)
+            targets = {out_dir / f"{name}.jsonl": key for name, key in (files or {stage: "id"}).items()}
+            if any(shard_files(target) for target in targets):  # else no need to read the input's order
+                if order is None:
+                    index = STAGES.index(stage)
+                    previous = stage_file(out_dir, STAGES[index - 1]) if index else None
+                    order = [r["id"] for r in keyed_records(previous)] if previous is not None else []
+                order = list(order)
+                for target, key in targets.items():
+                    merge_shards(target, order, key)
             summary = write_summary(out_dir, stage, summarize(processed, seconds))
         except Exception as error:  # told to the others, which would otherwise wait for ever
             problem = f"{type(error).__name__}: {error}"

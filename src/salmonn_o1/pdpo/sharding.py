@@ -10,16 +10,17 @@ Each process appends to its own shard of the stage file,
 process is done (`folder.finish_stage`: a barrier), the main process appends
 the shards' records to `<stage>.jsonl` in the order of the stage's input
 (`folder.merge_shards`), deletes the shards and writes the summary over the
-whole file; the others wait for it, so the next stage reads a complete file. Each question is seeded by its id
-(`folder.question_seed`), so a sharded run writes the same records as one
-process.
+whole file; the others wait for it, so the next stage reads a complete file.
+Each question is seeded by its id (`folder.question_seed`), so a sharded run
+writes the same records as one process.
 
 Resuming: the questions already in `<stage>.jsonl` or in any shard file are
 done. Rerun with the same process count, each process continues its shard;
 with another count, the old shards are still counted as done and merged at
 the end, and only the questions in no file are shared out anew
-(`folder.held_ids`). The merge appends only the questions the stage file does not hold yet, so a merge cut
-short by a kill is finished by the next run without writing a question twice.
+(`folder.held_ids`). The merge appends only the questions the stage file does
+not hold yet, so a merge cut short by a kill is finished by the next run
+without writing a question twice.
 
 Without a launch (one process) the stage appends to `<stage>.jsonl` itself and
 no shard file is made; shards left by a killed launch are merged at its end.
