@@ -102,6 +102,32 @@ def test_finish_stage_merges_leftover_shards_in_the_previous_stages_order(tmp_pa
     assert json.loads((tmp_path / "select_summary.json").read_text()) == summary
 
 
+def test_one_process_finishes_a_stage_a_launch_left_with_another_count(tmp_path, pipeline, processor):
+    """Shards of a killed launch (of any process count) count as done: one process does only the rest,
+    then merges them; every question once, records equal to an uninterrupted run."""
+    from salmonn_o1.data.synthetic.pdpo_questions import avr_synth_questions
+    from salmonn_o1.pdpo.questions import PDPOQuestion
+    from salmonn_o1.pdpo.rollout import run_rollout
+    from salmonn_o1.train.recipe import PDPOSettings
+
+    questions = [PDPOQuestion.from_dict(q) for q in avr_synth_questions(processor, "train", 5)]
+    settings = PDPOSettings(paths=2, max_new_tokens=16, answer_max_new_tokens=1)
+    run_rollout(tmp_path / "whole", pipeline, questions, settings, progress=False)
+    whole = {r["id"]: r for r in read_records(tmp_path / "whole" / "rollout.jsonl")}
+
+    out = tmp_path / "resumed"
+    run_rollout(out, pipeline, questions[:1], settings, progress=False)
+    stage = out / "rollout.jsonl"
+    write(shard_file(stage, 2, 3), [whole[questions[3].id]])  # left by a killed 3-process launch
+    write(shard_file(stage, 0, 2), [whole[questions[1].id]])  # and by a 2-process one
+    summary = run_rollout(out, pipeline, questions, settings, progress=False)
+    assert summary["processed_this_run"] == 2 and summary["questions"] == 5
+    ids = [r["id"] for r in read_records(stage)]
+    assert ids == [questions[i].id for i in (0, 2, 4, 1, 3)]  # this run's, then the shards' in input order
+    assert all(record == whole[record["id"]] for record in read_records(stage))
+    assert shard_files(stage) == []
+
+
 # ---- two CPU processes through `accelerate launch` --------------------------------------------------
 
 QUESTIONS = {"_component_": "salmonn_o1.data.synthetic.pdpo_questions.avr_synth_questions",
