@@ -25,21 +25,22 @@ from salmonn_o1.inference import Question
 from salmonn_o1.pdpo.batching import Part, row_calls
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
-    keyed_records,
+    finish_stage,
+    held_ids,
     mean,
     need_model,
     open_stage,
     progress_bar,
     question_seed,
     total_cost,
-    write_summary,
 )
 from salmonn_o1.pdpo.judge import Judge, exact_match_judge
 from salmonn_o1.pdpo.media import load_features
 from salmonn_o1.pdpo.questions import PDPOQuestion
+from salmonn_o1.pdpo.sharding import my_file, my_share
 from salmonn_o1.pdpo.steps import clean_generated, segment_text, step_segments
 from salmonn_o1.processor import MediaFeatures
-from salmonn_o1.records import RecordWriter, read_records, record_ids
+from salmonn_o1.records import RecordWriter, read_records
 from salmonn_o1.train.recipe import PDPOSettings
 
 
@@ -191,15 +192,15 @@ def run_rollout(out_dir: str | Path, pipeline, questions: list[PDPOQuestion], se
     need_model(pipeline, "rollout", "sampling paths")
     settings = settings.resolved()
     out_dir, path = open_stage(out_dir, "rollout", settings)
-    done = record_ids(keyed_records(path))
-    writer = RecordWriter(path)
-    todo = [q for q in questions if q.id not in done]
+    done = held_ids(path)
+    writer = RecordWriter(my_file(path))
+    todo = my_share([q for q in questions if q.id not in done])
     started = time.perf_counter()
     for result in rollout_records(pipeline, progress_bar(todo, "rollout", progress), settings.paths,
                                   settings.batch_size, settings.seed, judge, **settings.generation()):
         writer.write([result.to_dict()])  # each question as soon as its last path is sampled, in order
-    return write_summary(out_dir, "rollout", rollout_summary(read_records(path), len(todo),
-                                                             time.perf_counter() - started))
+    return finish_stage(out_dir, "rollout", len(todo), started,
+                        lambda n, s: rollout_summary(read_records(path), n, s), [q.id for q in questions])
 
 
 def rollout_summary(records: list[dict[str, Any]], processed: int = 0, seconds: float = 0.0) -> dict[str, Any]:

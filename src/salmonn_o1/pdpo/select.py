@@ -22,6 +22,8 @@ from typing import Any
 from salmonn_o1.pdpo.batching import Part, row_calls
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
+    finish_stage,
+    held_ids,
     keyed_records,
     mean,
     need_model,
@@ -30,16 +32,16 @@ from salmonn_o1.pdpo.folder import (
     question_seed,
     stage_file,
     total_cost,
-    write_summary,
 )
 from salmonn_o1.pdpo.media import load_features
 from salmonn_o1.pdpo.perturb import Perturbation
 from salmonn_o1.pdpo.questions import PDPOQuestion
 from salmonn_o1.pdpo.rollout import PathRecord, QuestionRollout
 from salmonn_o1.pdpo.scoring import ScoredPath, StepSelector, encode_media_once, path_kl_scores
+from salmonn_o1.pdpo.sharding import my_file, my_share
 from salmonn_o1.pdpo.steps import path_ids
 from salmonn_o1.prompts import IM_END
-from salmonn_o1.records import RecordWriter, read_records, record_ids
+from salmonn_o1.records import RecordWriter, read_records
 from salmonn_o1.train.recipe import PDPOSettings
 
 
@@ -175,19 +177,18 @@ def run_select(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: 
     """Stage 2 over the kept questions of out_dir/rollout.jsonl (resumable); returns the stage summary."""
     settings = settings.resolved()
     out_dir, path = open_stage(out_dir, "select", settings)
-    done = record_ids(keyed_records(path))
-    todo = [r for r in keyed_records(stage_file(out_dir, "rollout")) if r.get("kept") and r["id"] not in done]
+    done = held_ids(path)
+    todo = my_share([r for r in keyed_records(stage_file(out_dir, "rollout")) if r.get("kept") and r["id"] not in done])
     selector = StepSelector(settings.selection, settings.top_t, settings.seed)
     if selector.needs_scores:
         need_model(pipeline, "select", "contrastive selection")
     perturbation = Perturbation(settings.perturb, settings.noise_step, settings.seed)
-    writer = RecordWriter(path)
+    writer = RecordWriter(my_file(path))
     started = time.perf_counter()
     rollouts = (QuestionRollout.from_dict(record) for record in progress_bar(todo, "select", progress))
     for result in select_records(pipeline, rollouts, selector, perturbation, settings):
         writer.write([result.to_dict()])  # each question as soon as its paths are scored, in order
-    return write_summary(out_dir, "select", select_summary(read_records(path), len(todo),
-                                                           time.perf_counter() - started))
+    return finish_stage(out_dir, "select", len(todo), started, lambda n, s: select_summary(read_records(path), n, s))
 
 
 def select_summary(records: list[dict[str, Any]], processed: int = 0, seconds: float = 0.0) -> dict[str, Any]:
