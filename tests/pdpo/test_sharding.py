@@ -5,6 +5,7 @@ killed midway resumes with every question exactly once."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -102,6 +103,34 @@ def test_finish_stage_merges_leftover_shards_in_the_previous_stages_order(tmp_pa
     assert json.loads((tmp_path / "select_summary.json").read_text()) == summary
 
 
+def assert_same_records(got, want, where: str = "") -> None:
+    """Equal records, up to their costs (a batched call's cost is shared out among the questions it held,
+    and each process batches other questions together) and float32 noise in scores and log-probs (the
+    same computation in a differently shaped batch: ~1e-8 on the KL of nearly equal distributions)."""
+    if isinstance(want, dict):
+        assert sorted(k for k in got if not costly(k)) == sorted(k for k in want if not costly(k)), where
+        for key in want:
+            if not costly(key):
+                assert_same_records(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want)):
+            assert_same_records(a, b, f"{where}[{i}]")
+    elif isinstance(want, float):
+        assert math.isclose(got, want, rel_tol=1e-3, abs_tol=1e-7), (where, got, want)
+    else:
+        assert got == want, (where, got, want)
+
+
+def costly(key: str) -> bool:
+    """Keys of costs and of ratios over them (summaries), which depend on how questions were batched."""
+    return "cost" in key or "per_1k" in key
+
+
+def without_cost(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "cost"}
+
+
 def test_one_process_finishes_a_stage_a_launch_left_with_another_count(tmp_path, pipeline, processor):
     """Shards of a killed launch (of any process count) count as done: one process does only the rest,
     then merges them; every question once, records equal to an uninterrupted run."""
@@ -124,7 +153,8 @@ def test_one_process_finishes_a_stage_a_launch_left_with_another_count(tmp_path,
     assert summary["processed_this_run"] == 2 and summary["questions"] == 5
     ids = [r["id"] for r in read_records(stage)]
     assert ids == [questions[i].id for i in (0, 2, 4, 1, 3)]  # this run's, then the shards' in input order
-    assert all(record == whole[record["id"]] for record in read_records(stage))
+    # Costs aside: a batched call's cost is shared by the questions in it, which differ between runs.
+    assert all(without_cost(record) == without_cost(whole[record["id"]]) for record in read_records(stage))
     assert shard_files(stage) == []
 
 
@@ -201,12 +231,12 @@ def test_two_processes_write_the_files_of_one_and_train(recipe, single, tmp_path
     out = tmp_path / "two"
     output = finished(launch(recipe, out))
     stages = out / "stages"
-    assert stage_records(stages) == stage_records(single)  # same records, same order
+    assert_same_records(stage_records(stages), stage_records(single))  # same records, same order
     assert read_records(single / "pairs.jsonl")  # the shipped model's paths disagree on some question
     assert sorted(p.name for p in stages.glob("*.shard-*")) == []
     for stage in STAGES:
         ours, theirs = (json.loads((d / f"{stage}_summary.json").read_text()) for d in (stages, single))
-        assert without_timing(ours) == without_timing(theirs), stage  # costs too: each record keeps its own
+        assert_same_records(without_timing(ours), without_timing(theirs), stage)
         if stage == "rollout":
             assert ours["processed_this_run"] == 6  # summed over the processes
     assert (out / "final" / "config.json").exists()
@@ -252,9 +282,9 @@ def test_a_killed_launch_resumes_each_question_once(pipeline_mini, tmp_path):
     assert held < 10, "the launch finished before it was killed"
 
     output = finished(launch_rollout(out, 10))
-    assert read_records(rollout) == read_records(single / "rollout.jsonl")  # each question once, in order
+    assert_same_records(read_records(rollout), read_records(single / "rollout.jsonl"))  # each question once, in order
     assert shard_files(rollout) == []
     summary = json.loads((out / "rollout_summary.json").read_text())
     assert summary["processed_this_run"] == 10 - held  # only the questions no file held
-    assert without_timing(summary) == without_timing(json.loads((single / "rollout_summary.json").read_text()))
+    assert_same_records(without_timing(summary), without_timing(json.loads((single / "rollout_summary.json").read_text())))
     assert output.count('"processed_this_run"') == 1  # the main process prints the summary
