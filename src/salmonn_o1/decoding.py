@@ -17,7 +17,8 @@ Rows that begin alike (several questions about one video: the same system
 prompt and media; pDPO completions of one prefix) share a prefix, per media
 input: the prefixes are prefilled once, as one left-padded batch, each row gets
 a copy of its group's KV cache, and each row's rest is fed after it (`SharedPrefix`). Sampling is `generation.decode`'s
-loop: a seeded generator per call, so the same seed gives the same samples. The decoder calls only the
+loop: a seeded generator per call, so the same seed gives the same samples, or one per row (`row_seeds`),
+so a row's samples do not depend on what else is in the batch (pDPO's stages seed per question and path). The decoder calls only the
 model's own methods (`encode_media`, `splice_media`, `get_input_embeddings`,
 and its forward over `inputs_embeds` with a cache), never the language model
 inside it.
@@ -33,7 +34,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from salmonn_o1.chat import follow_up_ids
-from salmonn_o1.generation import DecodeResult, DecodeState, SamplingConfig, decode, prefill
+from salmonn_o1.generation import DecodeResult, DecodeState, SamplingConfig, decode, prefill, row_generators
 from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION, IM_END
 
@@ -148,18 +149,25 @@ class Decoder:
     # ---- turns ----
     @torch.no_grad()
     def generate(self, rows: Rows, media: Media, sampling: SamplingConfig, stop_ids: set[int] | None = None,
-                 on_token: Callable[[int, int], None] | None = None) -> DecodeResult:
+                 on_token: Callable[[int, int], None] | None = None,
+                 row_seeds: Sequence[int] | None = None,
+                 generators: list[torch.Generator] | None = None) -> DecodeResult:
         """One turn from scratch: prefill the rows, then decode until each stops (or runs out of tokens).
 
-        stop_ids defaults to the end of the turn; on_token(row, token) sees every sampled token.
+        stop_ids defaults to the end of the turn; on_token(row, token) sees every sampled token;
+        row_seeds (sampling only): a generator per row, so each row's samples do not depend on the batch
+        (or `generators`, streams already started: a later turn of rows seeded so).
         """
+        if row_seeds is not None:
+            generators = row_generators(row_seeds, self.device)
         stop_ids = self.ids.stop_ids if stop_ids is None else stop_ids
         if not stop_ids:
             raise ValueError("no stop ids: build the Decoder with ProtocolIds.from_tokenizer(tokenizer)")
         state, rows, media, prefilled = self._prefill_shared(rows, media)
         embeds, mask = self.embed(rows, media)
         result = decode(self.model, embeds, mask, sampling, stop_ids, self.ids.pad_id, state=state,
-                        on_token=on_token, drop_finished=self.drop_finished)
+                        on_token=on_token, drop_finished=self.drop_finished,
+                        generators=generators)
         if state is not None:
             result.positions += prefilled  # each group's prefix, prefilled once
             result.forward_passes += 1
@@ -211,23 +219,28 @@ class Decoder:
         return state, rests, rest_media, embeds.shape[0] * embeds.shape[1]
 
     @torch.no_grad()
-    def answer_turn(self, first: DecodeResult, sampling: SamplingConfig) -> DecodeResult:
+    def answer_turn(self, first: DecodeResult, sampling: SamplingConfig,
+                    row_seeds: Sequence[int] | None = None) -> DecodeResult:
         """Turn 2 over turn 1's KV cache: feed the follow-up question after each reasoning, decode the answer.
 
         Each sequence's last sampled token (not yet in the cache) goes in first, so the
         cache holds exactly prompt + reasoning + follow-up, as a from-scratch prefill would.
+        Rows seeded one by one in turn 1 continue their own streams (row_seeds starts new ones).
         """
+        generators = first.generators if row_seeds is None else row_generators(row_seeds, self.device)
         follow = torch.tensor([self._follow_up()] * len(first.tokens), device=self.device)
         return decode(self.model, self.model.get_input_embeddings()(follow), torch.ones_like(follow), sampling,
-                      self.ids.stop_ids, self.ids.pad_id, state=first.state, drop_finished=self.drop_finished)
+                      self.ids.stop_ids, self.ids.pad_id, state=first.state, drop_finished=self.drop_finished,
+                      generators=generators)
 
     @torch.no_grad()
     def answer_turn_from_scratch(self, rows: Rows, first: DecodeResult, features: Sequence[MediaFeatures | None],
-                                 sampling: SamplingConfig) -> DecodeResult:
+                                 sampling: SamplingConfig, row_seeds: Sequence[int] | None = None) -> DecodeResult:
         """The release's turn 2: encode the media again and prefill prompt + reasoning + follow-up whole."""
         follow = self._follow_up()
         continued = [list(row) + tokens + follow for row, tokens in zip(rows, first.tokens)]
-        return self.generate(continued, self.encode_media(features), sampling)
+        return self.generate(continued, self.encode_media(features), sampling, row_seeds=row_seeds,
+                             generators=first.generators if row_seeds is None else None)
 
     # ---- teacher forcing ----
     @torch.no_grad()

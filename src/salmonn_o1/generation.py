@@ -11,7 +11,7 @@ it; it runs the model's own forward over embeddings (media already spliced).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -121,12 +121,11 @@ class DecodeResult:
     forward_passes: int = 0
     generated: int = field(default=0)
     positions: int = 0  # rows x positions the forwards of this call ran (a shared prefix counts once)
+    generators: list[torch.Generator] | None = None  # per-row sampling streams, continued by a later turn
 
 
-def pick_next(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """(B, V) logits -> (B,) token ids."""
-    if not sampling.do_sample:
-        return logits.argmax(dim=-1)
+def next_token_probs(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
+    """(B, V) logits -> (B, V) sampling probabilities after temperature, top-k and top-p (row by row)."""
     logits = logits.float() / sampling.temperature
     if sampling.top_k > 0:
         kth = torch.topk(logits, min(sampling.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
@@ -138,8 +137,29 @@ def pick_next(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.G
         drop = probs.cumsum(-1) - probs >= sampling.top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(-1)
+    return logits.softmax(-1)
+
+
+def pick_next(logits: torch.Tensor, sampling: SamplingConfig,
+              generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor:
+    """(B, V) logits -> (B,) token ids.
+
+    generator: one for the whole batch (rows drawn in order from one stream), or one per row: row j
+    then draws from its own stream only, so its samples do not depend on the other rows of the batch.
+    """
+    if not sampling.do_sample:
+        return logits.argmax(dim=-1)
+    probs = next_token_probs(logits, sampling)
+    if isinstance(generator, list):
+        return torch.cat([torch.multinomial(probs[j:j + 1].to(g.device), 1, generator=g).to(logits.device)
+                          for j, g in enumerate(generator)]).squeeze(1)
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+
+
+def row_generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
+    """One seeded generator per row, on the logits' device (no host copy of the probabilities per token;
+    a GPU's streams differ from the CPU's, so seeded samples are per device type)."""
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
 
 # A prompt longer than this is prefilled in pieces of this many positions: the forward's activations
@@ -219,6 +239,7 @@ def decode(
     state: DecodeState | None = None,
     on_token: Callable[[int, int], None] | None = None,
     drop_finished: bool = True,
+    generators: list[torch.Generator] | None = None,
 ) -> DecodeResult:
     """Feed `inputs_embeds` (after `state`, if continuing) and generate until every sample stops.
 
@@ -228,14 +249,20 @@ def decode(
     on_token(sample_index, token_id) is called for every generated token (for streaming).
     drop_finished: rows that stopped leave the batch (their cache rows parked) and come back, their
     missed steps as holes, when the turn ends; False feeds them holes instead (same tokens, more work).
+    generators: with sampling, one per row (`row_generators`): each row draws from its own stream, so
+    its samples are the same whatever else is in the batch (batch size, other questions, dropped rows),
+    and a later turn continues the same streams (`DecodeResult.generators`); without them one generator
+    seeded by `sampling.seed` serves the batch, rows in order.
     Every row's last sampled token (its stop token, or the last one when out of tokens) is left
     pending in the returned state: a later turn feeds it first.
     """
+    batch = inputs_embeds.shape[0]
     generator = None
-    if sampling.do_sample:
+    if generators is not None and len(generators) != batch:
+        raise ValueError(f"{len(generators)} row generators for {batch} rows")
+    if sampling.do_sample and generators is None:
         generator = torch.Generator().manual_seed(sampling.seed if sampling.seed is not None else 0)
     embed = model.get_input_embeddings()
-    batch = inputs_embeds.shape[0]
     device = inputs_embeds.device
     cache = None
     mask = attention_mask.long()
@@ -258,7 +285,8 @@ def decode(
     for step in range(sampling.max_new_tokens):
         # Invariant: everything sampled before this step has been fed; `logits` predict this step
         # for the rows in `active` (with drop_finished off, stopped rows stay in the batch, unsampled).
-        next_ids = pick_next(logits, sampling, generator)
+        row_streams = None if generators is None else [generators[i] for i in active]
+        next_ids = pick_next(logits, sampling, generator if row_streams is None else row_streams)
         for j, i in enumerate(active):
             if stopped[i]:
                 continue
@@ -289,4 +317,4 @@ def decode(
     result_state = DecodeState(cache=cache, attention_mask=mask, pending=pending,
                                tokens_fed=(state.tokens_fed if state else 0) + fed)
     return DecodeResult(tokens=tokens, finished=stopped, state=result_state, forward_passes=passes,
-                        generated=sum(len(t) for t in tokens), positions=positions)
+                        generated=sum(len(t) for t in tokens), positions=positions, generators=generators)

@@ -142,6 +142,8 @@ class PDPOSettings:
                               choices=("hard", "soft"))
     mu: float = _option(0.1, "soft-label temperature (not published)")
     reference_logps: bool = _option(True, "pairs: do not store reference log-probs", flag="--no-ref-logps")
+    batch_size: int = _option(16, "sequences per forward in every stage (questions are batched to fill it); "
+                              "changes speed and memory, not the records")
     seed: int | None = _option(None, "seed of every sampling and selection (unset: the recipe's run.seed, "
                                "on the command line 0)")
     model: str | None = _option(None, "recorded, so a resumed stage cannot switch models silently "
@@ -156,7 +158,8 @@ class PDPOSettings:
                 raise RecipeError(f"pdpo.{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
         checks = [(self.paths >= 1 and self.rollouts >= 1 and self.top_t >= 1, "paths, rollouts, top_t must be >= 1"),
                   (self.mu > 0 and self.temperature > 0, "mu and temperature must be > 0"),
-                  (self.beta > 0, "beta must be > 0")]
+                  (self.beta > 0, "beta must be > 0"),
+                  (self.batch_size >= 1, "batch_size must be >= 1")]
         for ok, message in checks:
             if not ok:
                 raise RecipeError(f"pdpo: {message}")
