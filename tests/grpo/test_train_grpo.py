@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from salmonn_o1.grpo.objective import GRPOObjective
 from salmonn_o1.grpo.pipeline import PlannedQuestions, build_grpo, run_grpo
 from salmonn_o1.grpo.rewards import format_ok
-from salmonn_o1.inference import DEFAULT_MODEL_DIR, SalmonnO1Pipeline
+from salmonn_o1.inference import DEFAULT_MODEL_DIR, Question, SalmonnO1Pipeline
 from salmonn_o1.train.recipe import GRPOSettings, load_recipe
 
 torch.set_num_threads(1)
@@ -86,17 +86,23 @@ def test_generation_budget_stops_a_lora_run_and_exports(tmp_path):
 
 
 def test_a_group_is_what_the_pipeline_samples(tmp_path):
-    """The objective's sampling is `SalmonnO1Pipeline.sample`: same prompt, decoder and seed, same paths."""
+    """The objective's sampling is `SalmonnO1Pipeline.ask_batch`'s: same prompt, decoder and seeds, same paths."""
     trainer = build_grpo(grpo_recipe(tmp_path / "x"))
     objective: GRPOObjective = trainer.objective
     batch = objective.collate([trainer.dataset[0]])
     question, features = batch["questions"][0], batch["features"][0]
-    group = objective.sample(trainer.model, [question], [features], seed=123)[0]
+    seeds = [11, 12, 13, 14]
+    group = objective.sample(trainer.model, [question], [features], seeds)[0]
     pipe = SalmonnO1Pipeline(trainer.model, trainer.processor)
-    results = pipe.sample(features, question.question, question.options, num_return_sequences=4, seed=123,
-                          max_new_tokens=40, answer_max_new_tokens=8, temperature=1.2)
+    results = pipe.ask_batch([Question(features, question.question, question.options)] * 4, row_seeds=seeds,
+                             do_sample=True, max_new_tokens=40, answer_max_new_tokens=8, temperature=1.2)
     assert [r.tokens["reasoning"] for r in results] == [len(t) for t in group.reasoning_tokens]
     assert [r.answer_text for r in results] == group.answers
+    # a path's samples are its own: the same seed beside another question gives the same path
+    other = objective.collate([trainer.dataset[1]])
+    pair = objective.sample(trainer.model, [question, other["questions"][0]], [features, other["features"][0]],
+                            seeds + [21, 22, 23, 24])
+    assert pair[0].reasoning_tokens == group.reasoning_tokens
 
 
 def test_format_reward_and_settings():

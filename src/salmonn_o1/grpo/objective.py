@@ -2,11 +2,11 @@
 
 A batch is a few questions (with their media features, loaded in `collate`). `loss`
 samples G paths per question with the current policy through `decoding.Decoder`, exactly
-as `SalmonnO1Pipeline.sample` / `ask_batch` do (the same prompt, one decode call for every
-path of the batch, the answer turn over the reasoning turn's KV cache, one seed per call),
-so a question's group equals `pipeline.sample(..., num_return_sequences=G, seed=s)`. The
-seed is derived from the run seed and the batch's plan positions, so a resumed run samples
-the same paths. Each path is judged (`rewards.path_reward`), advantages are normalised per
+as `SalmonnO1Pipeline.ask_batch` does (the same prompt, one decode call for every path of
+the batch, the answer turn over the reasoning turn's KV cache), each path from its own
+seeded stream: path k of the question at plan position p is seeded `question_seed(seed,
+"grpo", p, k)` (per question and step, as pDPO's rollouts seed per question and path), so a
+resumed run samples the same paths and a path does not depend on the rest of its batch. Each path is judged (`rewards.path_reward`), advantages are normalised per
 group, and the completions (reasoning-turn tokens and answer-turn tokens, not the follow-up
 question between them) are scored teacher-forced: the media is encoded once per question
 and spliced into every row of its group, then one forward over the rows gives the policy's
@@ -107,10 +107,11 @@ class GRPOObjective:
             disable_dropout(policy)
             self._dropout_off.add(id(policy))
         started = time.perf_counter()
-        groups = self.sample(policy, batch["questions"], batch["features"],
-                             question_seed(self.seed, "grpo", *batch["positions"]))
+        G = self.settings.num_generations
+        seeds = [question_seed(self.seed, "grpo", position, k) for position in batch["positions"] for k in range(G)]
+        groups = self.sample(policy, batch["questions"], batch["features"], seeds)
         sampled = time.perf_counter()
-        settings, G = self.settings, self.settings.num_generations
+        settings = self.settings
         rewards = torch.tensor([r.total for g in groups for r in g.rewards], dtype=torch.float32)
         advantages = group_advantages(rewards, G, settings.scale_rewards)
         ids, mask = self.completions(groups)
@@ -155,16 +156,18 @@ class GRPOObjective:
     # ---- pieces ----
     @torch.no_grad()
     def sample(self, model: nn.Module, questions: list[PDPOQuestion], features: list[MediaFeatures | None],
-               seed: int) -> list[Group]:
-        """G paths per question, all in one two-turn decode call (as `SalmonnO1Pipeline.ask_batch`)."""
+               row_seeds: list[int]) -> list[Group]:
+        """G paths per question, all in one two-turn decode call (as `SalmonnO1Pipeline.ask_batch`), path k
+        of question i from its own seeded stream `row_seeds[i * G + k]` (both turns), so its samples do not
+        depend on the rest of the batch."""
         settings, G = self.settings, self.settings.num_generations
         decoder = Decoder.from_tokenizer(model, self.processor.tokenizer)
         prompts = [self.processor.encode(prompt_text(q, model), f).input_ids for q, f in zip(questions, features)]
         rows = [prompts[i] for i in range(len(questions)) for _ in range(G)]
         media = decoder.encode_media([features[i] for i in range(len(questions)) for _ in range(G)])
         sampling = SamplingConfig(max_new_tokens=settings.max_new_tokens, do_sample=True,
-                                  temperature=settings.temperature, top_p=settings.top_p, seed=seed)
-        first = decoder.generate(rows, media, sampling)
+                                  temperature=settings.temperature, top_p=settings.top_p)
+        first = decoder.generate(rows, media, sampling, row_seeds=row_seeds)
         second = decoder.answer_turn(first, replace(sampling, max_new_tokens=settings.answer_max_new_tokens))
         stop = decoder.ids.stop_ids
         groups = []
