@@ -68,16 +68,18 @@ def inference_cost(path: Path) -> tuple[str, str]:
     return rate, f"{sum(tokens) / max(len(tokens), 1):.0f}"
 
 
-def grpo_run_cost(run_dir: Path) -> dict:
-    """Tokens generated and training seconds of a GRPO run, from its metrics.jsonl."""
+def grpo_run_cost(run_dir: Path, upto: int | None = None) -> dict:
+    """Tokens generated and training seconds of a GRPO run (up to step `upto`: a checkpoint's model),
+    from its metrics.jsonl."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = [r for r in records if upto is None or r["step"] <= upto]
     if not records:
         return {"tokens": 0, "minutes": 0.0, "steps": 0, "note": "no steps logged"}
     last = records[-1]
-    finished = (run_dir / "final" / "config.json").exists()
+    finished = upto is None and (run_dir / "final" / "config.json").exists()
     return {"tokens": int(last.get("generated_tokens_total", 0)),
             "minutes": sum(r.get("step_s", 0.0) for r in records) / 60, "steps": last["step"],
-            "note": f"{last['step']} steps, 1 CPU thread{'' if finished else ' (run not finished)'}; "
+            "note": f"{last['step']} steps, 1 CPU thread{'' if finished else ' (not the finished run)'}; "
                     f"final mean reward {last.get('reward', float('nan')):.3f}"}
 
 
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--work", default="runs/results-grpo", help="prediction cache (append-and-resume)")
-    parser.add_argument("--grpo-run", action="append", default=[], help="NAME=RUN_DIR: a GRPO run's cost")
+    parser.add_argument("--grpo-run", action="append", default=[],
+                        help="NAME=RUN_DIR[@STEP]: a GRPO run's cost (up to STEP, for a checkpoint's model)")
     parser.add_argument("--cost", action="append", default=[], help="NAME=tokens:N,minutes:M,note:TEXT")
     parser.add_argument("--predict-only", action="store_true", help="fill the prediction caches, write nothing")
     parser.add_argument("--out", default="docs/results-grpo.md")
@@ -145,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     training = dict(parse_cost(c) for c in args.cost)
     for spec in args.grpo_run:
         name, _, run = spec.partition("=")
-        training[name] = grpo_run_cost(Path(run))
+        run, _, upto = run.partition("@")
+        training[name] = grpo_run_cost(Path(run), int(upto) if upto else None)
     if training:
         lines += ["## Training cost", "",
                   "| method | tokens generated while training | training wall time (min) | notes |",

@@ -50,7 +50,8 @@ def test_report_from_cached_predictions(tmp_path):
     assert "Head to head: **grpo** paired against **pdpo**." in text
     assert "| grpo | overall | 6 | +33.3 | [" in text.split("Head to head")[1]  # 5 right against 3
     assert "| pdpo | 1,724,351 | 56.6 | stages 42 min, training 14.6 min |" in text
-    assert "| grpo | 2,000 | 1.0 | 2 steps, 1 CPU thread (run not finished)" in text
+    assert "| grpo | 2,000 | 1.0 | 2 steps, 1 CPU thread (not the finished run)" in text
+    assert grpo_report.grpo_run_cost(run, upto=1)["tokens"] == 1000
     assert "333 s per 1,000 items, 12 reasoning tokens per item" in text  # 2 s for 6; tokens 10..15
     data = json.loads((out.parent / "results" / "results-grpo.json").read_text())
     assert data["splits"]["dev"]["accuracy"]["grpo"]["overall"]["correct"] == 5
