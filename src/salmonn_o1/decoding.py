@@ -12,11 +12,14 @@ policy (alternative steps, completions) and the contrastive KL step scores.
     answer_turn_from_scratch(...) the release's turn 2: re-encode, prefill prompt + reasoning + follow-up
     tail_logits(rows, media, k)   teacher-forced logits of each row's last k positions
     shared_prefixes(rows, media)  the rows of each media input and the prefix they share, prefilled once
+    repeated_rows(rows, media)    rows that are the same sequence (N rollouts of one prefix), prefilled once
 
 Rows that begin alike (several questions about one video: the same system
 prompt and media; pDPO completions of one prefix) share a prefix, per media
 input: the prefixes are prefilled once, as one left-padded batch, each row gets
-a copy of its group's KV cache, and each row's rest is fed after it (`SharedPrefix`). Sampling is `generation.decode`'s
+a copy of its group's KV cache, and each row's rest is fed after it (`SharedPrefix`); rows that
+repeat one sequence (pDPO's N completions of a branch) have their rest prefilled once more, as a
+second level, and copied the same way. Sampling is `generation.decode`'s
 loop: a seeded generator per call, so the same seed gives the same samples, or one per row (`row_seeds`),
 so a row's samples do not depend on what else is in the batch (pDPO's stages seed per question and path). The decoder calls only the
 model's own methods (`encode_media`, `splice_media`, `get_input_embeddings`,
@@ -163,14 +166,13 @@ class Decoder:
         stop_ids = self.ids.stop_ids if stop_ids is None else stop_ids
         if not stop_ids:
             raise ValueError("no stop ids: build the Decoder with ProtocolIds.from_tokenizer(tokenizer)")
-        state, rows, media, prefilled = self._prefill_shared(rows, media)
+        state, rows, media, prefilled, passes = self._prefill_shared(rows, media)
         embeds, mask = self.embed(rows, media)
         result = decode(self.model, embeds, mask, sampling, stop_ids, self.ids.pad_id, state=state,
                         on_token=on_token, drop_finished=self.drop_finished,
                         generators=generators)
-        if state is not None:
-            result.positions += prefilled  # each group's prefix, prefilled once
-            result.forward_passes += 1
+        result.positions += prefilled  # each shared prefix and repeated row, prefilled once
+        result.forward_passes += passes
         return result
 
     def shared_prefixes(self, rows: Rows, media: Media, leave: int = 1) -> list[tuple[list[int], SharedPrefix]]:
@@ -196,27 +198,67 @@ class Decoder:
                 shared.append((members, prefix))
         return shared
 
-    def _prefill_shared(self, rows: Rows, media: Media, leave: int = 1) -> tuple[DecodeState | None, Rows, Media, int]:
-        """Prefill each group's shared prefix once (one left-padded batch of prefixes) and give every row
-        its group's cache: (state, each row's rest, its media, rows x positions the prefill ran).
+    def repeated_rows(self, rows: Rows, media: Media) -> tuple[list[int], list[int]]:
+        """Rows that are the same sequence (the same ids and the same media object): the first row of
+        each distinct sequence, and each row's index among those (pDPO's N rollouts of one branch)."""
+        units: dict[tuple, int] = {}
+        first, unit_of_row = [], []
+        for i, (row, m) in enumerate(zip(rows, media)):
+            key = (None if m is None else id(m), tuple(row))
+            if key not in units:
+                units[key] = len(first)
+                first.append(i)
+            unit_of_row.append(units[key])
+        return first, unit_of_row
 
-        A row in no group gets a masked copy of the first prefix (holes only), so one batch holds all.
-        The rests are left-padded as usual, so the padding becomes holes between the prefix and each
-        row's rest; positions count real tokens only, so every row sees the positions of a full prefill.
+    def _prefill_shared(self, rows: Rows, media: Media,
+                        leave: int = 1) -> tuple[DecodeState | None, Rows, Media, int, int]:
+        """Prefill what rows share once and give every row its cache: (state, each row's rest, its media,
+        rows x positions the prefills ran, prefill forwards).
+
+        Two levels. First each media group's common prefix (`shared_prefixes`): one left-padded batch
+        of prefixes. Then, when rows repeat (the same sequence several times), each distinct sequence's
+        rest but its last `leave` positions, over its group's cache: one batch of those, each expanded to
+        its copies. A row in no group gets a masked copy of the first prefix (holes only), so one batch
+        holds all. Each level's rests are left-padded, so the padding becomes holes between levels;
+        positions count real tokens only, so every row sees the positions of a full prefill.
         """
         groups = self.shared_prefixes(rows, media, leave)
-        if not groups:
-            return None, rows, media, 0
-        embeds, mask = self.embed([rows[members[0]][:prefix.length] for members, prefix in groups],
-                                  [prefix.media for _, prefix in groups])
-        group_of_row, in_group = [0] * len(rows), [False] * len(rows)
         rests, rest_media = list(rows), list(media)
+        group_of_row, in_group = [0] * len(rows), [False] * len(rows)
         for g, (members, prefix) in enumerate(groups):
             for k, i in enumerate(members):
                 group_of_row[i], in_group[i] = g, True
                 rests[i], rest_media[i] = rows[i][prefix.length:], prefix.suffix_media[k]
-        state = prefill(self.model, embeds, mask).select(group_of_row, in_group)
-        return state, rests, rest_media, embeds.shape[0] * embeds.shape[1]
+        first, unit_of_row = self.repeated_rows(rows, media)
+        middle = [max(len(rests[i]) - leave, 0) for i in first]
+        copies = [unit_of_row.count(u) for u in range(len(first))]
+        repeated = sum(m * (c - 1) for m, c in zip(middle, copies)) >= max(self.min_shared_prefix, 1)
+        if not groups and not repeated:
+            return None, rows, media, 0, 0
+        heads = first if repeated else list(range(len(rows)))  # the rows the first level's cache goes to
+        state, prefilled, passes = None, 0, 0
+        if groups:
+            embeds, mask = self.embed([rows[members[0]][:prefix.length] for members, prefix in groups],
+                                      [prefix.media for _, prefix in groups])
+            state = prefill(self.model, embeds, mask).select([group_of_row[i] for i in heads],
+                                                             [in_group[i] for i in heads])
+            prefilled, passes = embeds.shape[0] * embeds.shape[1], 1
+        if repeated:
+            token = getattr(getattr(self.model, "config", None), "media_token_id", None)
+            middles, middle_media, tail_media = [], [], []
+            for u, i in enumerate(first):
+                ids = list(rests[i][:middle[u]])
+                placeholders = sum(1 for t in ids if t == token) if token is not None else 0
+                middles.append(ids)
+                middle_media.append(_media_slice(rest_media[i], 0, placeholders))
+                tail_media.append(_media_slice(rest_media[i], placeholders, None))
+            embeds, mask = self.embed(middles, middle_media)
+            state = prefill(self.model, embeds, mask, state).select(unit_of_row)
+            prefilled, passes = prefilled + embeds.shape[0] * embeds.shape[1], passes + 1
+            rests = [rests[i][middle[u]:] for i, u in enumerate(unit_of_row)]
+            rest_media = [tail_media[u] for u in unit_of_row]
+        return state, rests, rest_media, prefilled, passes
 
     @torch.no_grad()
     def answer_turn(self, first: DecodeResult, sampling: SamplingConfig,
@@ -249,7 +291,7 @@ class Decoder:
 
         A prefix the rows share (a prompt scored with many continuations) runs once, as in `generate`.
         """
-        state, rows, media, _ = self._prefill_shared(rows, media, leave=keep)
+        state, rows, media, _, _ = self._prefill_shared(rows, media, leave=keep)
         embeds, mask = self.embed(rows, media)
         if state is None:
             return self.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
@@ -262,3 +304,11 @@ class Decoder:
         if not self.ids.follow_up:
             raise ValueError("no follow-up ids: build the Decoder with ProtocolIds.from_tokenizer(tokenizer)")
         return list(self.ids.follow_up)
+
+
+def _media_slice(media: torch.Tensor | None, start: int, end: int | None) -> torch.Tensor | None:
+    """media[start:end] (a row's media tokens split where its ids are split), None when empty."""
+    if media is None:
+        return None
+    part = media[start:end]
+    return part if part.shape[0] else None
