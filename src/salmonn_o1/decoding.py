@@ -37,7 +37,15 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from salmonn_o1.chat import follow_up_ids
-from salmonn_o1.generation import DecodeResult, DecodeState, SamplingConfig, decode, prefill, row_generators
+from salmonn_o1.generation import (
+    DecodeResult,
+    DecodeState,
+    GrowingCache,
+    SamplingConfig,
+    decode,
+    prefill,
+    row_generators,
+)
 from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION, IM_END
 
@@ -103,6 +111,17 @@ class SharedPrefix:
         return cls(length, shared[:placeholders], [rest if rest.shape[0] else None] * len(rows))
 
 
+@dataclass(frozen=True)
+class PinnedPrefix:
+    """A prefix prefilled once for many calls (`Decoder.pin_prefix`): its ids, the media object its
+    rows splice (and the part of it after the prefix), and each layer's (keys, values), (1, heads, L, dim)."""
+
+    ids: tuple[int, ...]
+    media: torch.Tensor | None
+    suffix_media: torch.Tensor | None
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+
 class Decoder:
     """Prefill -> reasoning turn -> follow-up -> answer turn, over one decode state (KV cache reused).
 
@@ -118,6 +137,7 @@ class Decoder:
         self.encoder_calls = 0  # media encodings run, for tests and benchmarks
         self.min_shared_prefix = min_shared_prefix
         self.drop_finished = drop_finished
+        self.pinned: list[PinnedPrefix] = []  # prefixes prefilled once for many calls (`pin_prefix`)
 
     @classmethod
     def from_tokenizer(cls, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> Decoder:
@@ -175,6 +195,37 @@ class Decoder:
         result.forward_passes += passes
         return result
 
+    @torch.no_grad()
+    def pin_prefix(self, ids: Sequence[int], media: torch.Tensor | None) -> None:
+        """Prefill `ids` (their media spliced in) alone, once, and keep the cache: every later call whose
+        rows of that media input all begin with these ids (and go on after them) starts from it instead
+        of prefilling it again. pDPO's label stage pins each question's prompt for all its calls
+        (alternatives, retries, completions); `unpin` frees them."""
+        token = getattr(getattr(self.model, "config", None), "media_token_id", None)
+        placeholders = sum(1 for t in ids if t == token) if token is not None else 0
+        embeds, mask = self.embed([list(ids)], [_media_slice(media, 0, placeholders)])
+        state = prefill(self.model, embeds, mask)
+        self.pinned.append(PinnedPrefix(tuple(ids), media, _media_slice(media, placeholders, None),
+                                        [(layer.keys.clone(), layer.values.clone()) for layer in state.cache.layers]))
+
+    def unpin(self) -> None:
+        self.pinned.clear()
+
+    def _pinned_groups(self, rows: Rows, media: Media, leave: int) -> dict[int, tuple[list[int], PinnedPrefix]]:
+        """Media groups whose rows all begin with a pinned prefix of their media (the longest one)."""
+        if not self.pinned:
+            return {}
+        groups: dict[int | None, list[int]] = {}
+        for i, m in enumerate(media):
+            groups.setdefault(None if m is None else id(m), []).append(i)
+        found = {}
+        for g, members in enumerate(groups.values()):
+            fits = [p for p in self.pinned if p.media is media[members[0]] and all(
+                len(rows[i]) >= len(p.ids) + leave and tuple(rows[i][:len(p.ids)]) == p.ids for i in members)]
+            if fits:
+                found[g] = (members, max(fits, key=lambda p: len(p.ids)))
+        return found
+
     def shared_prefixes(self, rows: Rows, media: Media, leave: int = 1) -> list[tuple[list[int], SharedPrefix]]:
         """The groups of rows worth a prefix prefilled once: (row indices, their common prefix).
 
@@ -223,27 +274,38 @@ class Decoder:
         holds all. Each level's rests are left-padded, so the padding becomes holes between levels;
         positions count real tokens only, so every row sees the positions of a full prefill.
         """
-        groups = self.shared_prefixes(rows, media, leave)
+        pins = list(self._pinned_groups(rows, media, leave).values())
+        pinned_rows = {i for members, _ in pins for i in members}
+        others = [i for i in range(len(rows)) if i not in pinned_rows]
+        groups = [([others[k] for k in members], prefix) for members, prefix in
+                  self.shared_prefixes([rows[i] for i in others], [media[i] for i in others], leave)]
         rests, rest_media = list(rows), list(media)
         group_of_row, in_group = [0] * len(rows), [False] * len(rows)
         for g, (members, prefix) in enumerate(groups):
             for k, i in enumerate(members):
                 group_of_row[i], in_group[i] = g, True
                 rests[i], rest_media[i] = rows[i][prefix.length:], prefix.suffix_media[k]
+        for g, (members, pin) in enumerate(pins, start=len(groups)):
+            for i in members:
+                group_of_row[i], in_group[i] = g, True
+                rests[i], rest_media[i] = rows[i][len(pin.ids):], pin.suffix_media
         first, unit_of_row = self.repeated_rows(rows, media)
         middle = [max(len(rests[i]) - leave, 0) for i in first]
         copies = [unit_of_row.count(u) for u in range(len(first))]
         repeated = sum(m * (c - 1) for m, c in zip(middle, copies)) >= max(self.min_shared_prefix, 1)
-        if not groups and not repeated:
+        if not groups and not pins and not repeated:
             return None, rows, media, 0, 0
         heads = first if repeated else list(range(len(rows)))  # the rows the first level's cache goes to
         state, prefilled, passes = None, 0, 0
         if groups:
             embeds, mask = self.embed([rows[members[0]][:prefix.length] for members, prefix in groups],
                                       [prefix.media for _, prefix in groups])
-            state = prefill(self.model, embeds, mask).select([group_of_row[i] for i in heads],
-                                                             [in_group[i] for i in heads])
+            state = prefill(self.model, embeds, mask)
             prefilled, passes = embeds.shape[0] * embeds.shape[1], 1
+        if pins:
+            state = _with_pinned(state, [pin for _, pin in pins])
+        if state is not None:
+            state = state.select([group_of_row[i] for i in heads], [in_group[i] for i in heads])
         if repeated:
             token = getattr(getattr(self.model, "config", None), "media_token_id", None)
             middles, middle_media, tail_media = [], [], []
@@ -312,3 +374,24 @@ def _media_slice(media: torch.Tensor | None, start: int, end: int | None) -> tor
         return None
     part = media[start:end]
     return part if part.shape[0] else None
+
+
+def _with_pinned(state: DecodeState | None, pins: list[PinnedPrefix]) -> DecodeState:
+    """The prefilled groups' state with the pinned prefixes as more rows, all left-padded (holes) to one length."""
+    parts = [] if state is None else [([(layer.keys, layer.values) for layer in state.cache.layers],
+                                        state.attention_mask)]
+    for pin in pins:
+        keys = pin.layers[0][0]
+        parts.append((pin.layers, torch.ones((1, keys.shape[-2]), dtype=torch.long, device=keys.device)))
+    length = max(mask.shape[1] for _, mask in parts)
+
+    def left(t: torch.Tensor) -> torch.Tensor:  # (n, ..., L, D) or (n, L) -> length `length`, holes first
+        missing = length - t.shape[-2 if t.dim() == 4 else -1]
+        return torch.nn.functional.pad(t, (0, 0, missing, 0) if t.dim() == 4 else (missing, 0))
+
+    cache = GrowingCache()
+    for k in range(len(parts[0][0])):
+        cache.update(torch.cat([left(layers[k][0]) for layers, _ in parts]),
+                     torch.cat([left(layers[k][1]) for layers, _ in parts]), k)
+    mask = torch.cat([left(mask) for _, mask in parts])
+    return DecodeState(cache=cache, attention_mask=mask, pending=[None] * mask.shape[0], tokens_fed=length)

@@ -287,3 +287,39 @@ def test_repeated_rows_are_prefilled_once_and_decode_as_each_row_alone(model, pr
     tail = shared.tail_logits(rows, media, keep=2)
     for i, row in enumerate(rows):
         torch.testing.assert_close(tail[i], alone.tail_logits([row], [media[i]], keep=2)[0], rtol=1e-9, atol=1e-9)
+
+
+def test_a_pinned_prefix_is_prefilled_once_for_every_later_call(model, processor, tokenizer):
+    """pDPO's label stage pins each question's prompt: later calls start their rows of that video from
+    its cache (beside groups prefilled as usual), and decode as each row alone."""
+    features = cases(processor)["different media and a text-only row"] + [cases(processor)["questions on one video"][0]]
+    rows = encode(processor, QUESTIONS + QUESTIONS[:1], features)
+    shared = decoder(model, tokenizer)
+    media = shared.encode_media(features)
+    common = SharedPrefix.of([rows[0], rows[3], rows[4]], [media[0], media[3], media[4]], 3).length
+    sampling = SamplingConfig(max_new_tokens=6, do_sample=True, temperature=1.5)
+    seeds = [5, 6, 7, 8, 9]
+
+    def prefilled(decoder_):
+        forwards = Forwards(model)
+        try:
+            result = decoder_.generate(rows, media, sampling, row_seeds=seeds)
+        finally:
+            forwards.close()
+        return result, sum(r * p for r, p in forwards.inputs if p > 1)
+
+    plain, plain_prefill = prefilled(shared)
+    shared.pin_prefix(rows[0][:common - 2], media[0])
+    shared.pin_prefix(rows[0][:common - 5], media[0])  # the longest pin that fits is used
+    shared.pin_prefix(rows[2][:10], media[1])  # not the prefix of any row of that media: unused
+    pinned, pinned_prefill = prefilled(shared)
+    assert pinned.tokens == plain.tokens
+    assert pinned_prefill <= plain_prefill - (common - 2)
+    alone = decoder(model, tokenizer, share=False)
+    for i, row in enumerate(rows):
+        assert alone.generate([row], [media[i]], sampling, row_seeds=[seeds[i]]).tokens[0] == pinned.tokens[i]
+    tail = shared.tail_logits(rows, media, keep=2)
+    for i, row in enumerate(rows):
+        torch.testing.assert_close(tail[i], alone.tail_logits([row], [media[i]], keep=2)[0], rtol=1e-9, atol=1e-9)
+    shared.unpin()
+    assert shared.pinned == [] and prefilled(shared)[1] == plain_prefill

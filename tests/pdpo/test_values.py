@@ -111,7 +111,11 @@ def test_model_policy_continues_from_the_prefix(pipeline, synth_features, monkey
     [sampled] = policy.sample_steps([StepRequest(context, prefix, seed=0)])
     expected_ids = context.prompt_ids + prefix_ids(pipeline.processor, prefix)
     expected = pipeline.model.splice_media(torch.tensor([expected_ids]), [context.media])
-    assert torch.equal(calls[0][0], expected) and calls[0][1].sum() == len(expected_ids)
+    # The prompt was prefilled once by prepare (pinned): the call feeds only what follows it.
+    pinned = len(context.prompt_ids) - 1
+    assert policy.decoder.pinned[0].ids == tuple(context.prompt_ids[:pinned])
+    assert torch.equal(calls[0][0], expected[:, pinned:]) and calls[0][2].attention_mask.sum() == pinned
+    assert calls[0][1].sum() == len(expected_ids) - pinned
     assert sampled.step is not None and sampled.generated >= 1
 
     calls.clear()
@@ -136,5 +140,7 @@ def test_model_policy_continues_from_the_prefix(pipeline, synth_features, monkey
     assert all(c.reasoning == "".join(prefix) + steps[1].text for c in completions[1])
     assert all(c.reasoning.startswith("".join(prefix) + steps[0].text) for c in completions[0])
     assert all(1 <= c.generated <= 8 for c in completions[0])
-    # Each row by its own seed: the same rows one at a time give the same completions.
+    # Each row by its own seed: the same rows one at a time give the same completions, pinned prompt or not.
     assert [policy.complete([r])[0] for r in requests] == done
+    policy.release()
+    assert policy.decoder.pinned == [] and [policy.complete([r])[0] for r in requests] == done

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from salmonn_o1.pdpo.costs import Cost
+from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
     keyed_records,
     mean,
@@ -98,19 +98,24 @@ def label_questions(policy: ModelPolicy, selected: list[SelectRecord], settings:
     branch and rollout), so the records are those of one question at a time, at any batch size."""
     costs = [Cost() for _ in selected]
     sites, where = [], []
-    for q, record in enumerate(selected):
-        question = record.question
-        todo = [(p, k) for p in record.paths for k in p.selected]
-        if not todo:
-            continue
-        context = policy.prepare(question.prompt, load_features(question.media, policy.processor))
-        for path, k in todo:
-            last = k == len(path.segments) - 1
-            original = Continuation(path.segments[k], last and path.ends_turn)
-            sites.append(Site(context, path.segments[:k], original, question.target,
-                              (settings.seed, question.id, path.index, k), costs[q]))
-            where.append((q, path, k))
-    values = label_sites(policy, sites, settings.rollouts, judge, settings.alternative_tries, settings.batch_size)
+    try:
+        for q, record in enumerate(selected):
+            question = record.question
+            todo = [(p, k) for p in record.paths for k in p.selected]
+            if not todo:
+                continue
+            with count_forward(policy.model, costs[q]):  # the prompt's prefill, once for all its calls
+                context = policy.prepare(question.prompt, load_features(question.media, policy.processor))
+            for path, k in todo:
+                last = k == len(path.segments) - 1
+                original = Continuation(path.segments[k], last and path.ends_turn)
+                sites.append(Site(context, path.segments[:k], original, question.target,
+                                  (settings.seed, question.id, path.index, k), costs[q]))
+                where.append((q, path, k))
+        values = label_sites(policy, sites, settings.rollouts, judge, settings.alternative_tries,
+                             settings.batch_size)
+    finally:
+        policy.release()
     steps: list[list[StepLabel]] = [[] for _ in selected]
     for (q, path, k), v in zip(where, values):
         costs[q].generated_tokens += v.generated

@@ -19,9 +19,9 @@ estimator can be tested with a scripted policy whose success rates are known;
 assistant prefix: its ids are the prompt ids followed by the prefix segments'
 ids, built exactly as the pair records will be (`pairs.prefix_ids` /
 `pairs.continuation_ids`), and decoded by the same `decoding.Decoder` the
-inference pipeline uses (media encoded once per question; a prefix the rows
-share, and the N copies of a branch, prefilled once; the answer turn over the
-reasoning turn's KV cache).
+inference pipeline uses (media encoded and the prompt prefilled once per
+question for all its calls; the N copies of a branch prefilled once; the answer
+turn over the reasoning turn's KV cache).
 """
 
 from __future__ import annotations
@@ -262,8 +262,16 @@ class ModelPolicy:
                               top_p=self.top_p)
 
     def prepare(self, prompt: str, features: MediaFeatures | None) -> ModelContext:
-        return ModelContext(self.processor.encode(prompt, features).input_ids,
-                            self.decoder.encode_media([features])[0])
+        """Encode the media once and prefill the prompt once (pinned in the decoder until `release`):
+        every row of the question (alternatives, retries, completions) begins with it."""
+        context = ModelContext(self.processor.encode(prompt, features).input_ids,
+                               self.decoder.encode_media([features])[0])
+        self.decoder.pin_prefix(context.prompt_ids[:-1], context.media)  # a row needs one position of its own
+        return context
+
+    def release(self) -> None:
+        """Free the prompts `prepare` pinned."""
+        self.decoder.unpin()
 
     def _text(self, tokens: list[int]) -> str:
         tokens = [t for t in tokens if t not in self.stop_ids]
