@@ -1,6 +1,8 @@
 #!/bin/bash
 # One device run: CUDA smoke checks of ask/infer, then pDPO stages over many questions on the GPU
-# (sharded over processes), then DPO training variants in parallel. Everything lands in $OUT.
+# (under accelerate launch: one process per GPU, NPROC of them), then DPO training variants in
+# parallel on the pairs. Everything lands in $OUT. (Before 2026-12 the stages ran through
+# scripts/pdpo_sharded.py, a process pool with a deadline, since retired.)
 # Usage (device tool): copy the pinned wheels (pip download --no-deps transformers==5.24.0 av==18.1.0) into
 # .whl/, then run `bash scripts/device/pdpo_gpu.sh` with carry [".whl"]. Seen 2026-11-30 on one H200: see docs/mini-model.md.
 export PYTHONUNBUFFERED=1
@@ -19,15 +21,16 @@ for dt in float32 bfloat16; do
 done
 el "ask done"
 R=/tmp/run
-python3 scripts/pdpo_sharded.py --config recipes/mini-pdpo.yaml --out $R --workers ${WORKERS:-14} --threads 1 \
-  --shard-size ${SHARD_SIZE:-32} --shards 400 --stop-new-after ${STOP_NEW:-230} --deadline ${DEADLINE:-300} --no-train \
-  model.source=src/salmonn_o1/assets/mini 2>&1 | tail -20
+# A killed run keeps what it wrote (the stages resume); one DPO step checks the launch's training too.
+timeout ${DEADLINE:-300} python3 -m accelerate.commands.launch --multi_gpu --num_processes ${NPROC:-1} \
+  -m salmonn_o1 train pdpo --config recipes/mini-pdpo.yaml run.out_dir=$R pdpo.questions.n=${QUESTIONS:-448} \
+  optim.max_steps=1 model.source=src/salmonn_o1/assets/mini 2>&1 | tail -20
 el "stages done"
 tar czf $OUT/stages.tgz -C $R --exclude=./shards .
 el "stages packed"
 train() { # name lr beta
-  timeout ${TRAIN_S:-170} python3 scripts/pdpo_sharded.py --config recipes/mini-pdpo.yaml --out $R --train-only --max-steps ${MAX_STEPS:-600} \
-    model.source=src/salmonn_o1/assets/mini run.out_dir=$R optim.lr=$2 pdpo.beta=$3 data.num_workers=3 \
+  timeout ${TRAIN_S:-170} python3 -m salmonn_o1 train pdpo --config recipes/mini-pdpo.yaml pdpo.pairs=$R/stages/pairs.jsonl \
+    optim.max_steps=${MAX_STEPS:-600} model.source=src/salmonn_o1/assets/mini run.out_dir=$R optim.lr=$2 pdpo.beta=$3 data.num_workers=3 \
     run.save_every=1000 > $R/train.log 2>&1
   echo "train $1 rc=$?"
 }

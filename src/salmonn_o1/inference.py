@@ -187,7 +187,8 @@ class SalmonnO1Pipeline:
     @torch.no_grad()
     def ask_batch(self, questions: list[Question], stream=None, answer_max_new_tokens: int | None = None,
                   reuse_cache: bool = True, on_token: Callable[[int, int], None] | None = None,
-                  row_seeds: Sequence[int] | None = None, **generation) -> list[AnswerResult]:
+                  row_seeds: Sequence[int] | None = None, media: Sequence[torch.Tensor | None] | None = None,
+                  **generation) -> list[AnswerResult]:
         """Questions about any mix of media, answered as one left-padded batch.
 
         reuse_cache=False runs the answer turn as the release does: the media is
@@ -197,6 +198,8 @@ class SalmonnO1Pipeline:
         exception raised in it abandons the batch.
         row_seeds (sampling): one seed per question; each samples both turns from its own stream, so its
         answer does not depend on the rest of the batch (pDPO's rollouts batch many questions so).
+        media: each question's media already encoded (`decoder.encode_media`), for a caller that spreads
+        one input's rows over several calls and encodes it once; the questions then carry its features.
         """
         if stream is not None and on_token is not None:
             raise ValueError("give stream (one question's text) or on_token (every row's tokens), not both")
@@ -204,7 +207,9 @@ class SalmonnO1Pipeline:
         started = time.perf_counter()
         features = [self.features(q.media) for q in questions]
         rows = [self.processor.encode(self._prompt_text(q), f).input_ids for q, f in zip(questions, features)]
-        media = self.decoder.encode_media(features)
+        if media is not None and len(media) != len(questions):
+            raise ValueError(f"{len(media)} encoded media for {len(questions)} questions")
+        media = self.decoder.encode_media(features) if media is None else list(media)
         encoded = time.perf_counter()
 
         if stream is not None and len(questions) == 1:

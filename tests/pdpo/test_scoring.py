@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from salmonn_o1.pdpo.perturb import Perturbation
-from salmonn_o1.pdpo.scoring import StepSelector, encode_media_once, step_kl_scores, token_kl
+from salmonn_o1.pdpo.scoring import (
+    ScoredPath,
+    StepSelector,
+    encode_media_once,
+    path_kl_scores,
+    step_kl_scores,
+    token_kl,
+)
 from salmonn_o1.pdpo.steps import path_ids, step_segments
 
 MEDIA_ID = 3
@@ -135,3 +142,30 @@ def test_selectors():
         StepSelector("contrastive").select(3, None)
     with pytest.raises(ValueError):
         StepSelector("best")
+
+
+def test_paths_of_several_questions_in_one_call_score_as_each_question_alone(tiny_model, processor,
+                                                                              synth_features):
+    """Different prompts, media and lengths in one call (a text-only row shorter than the kept tail
+    among them, so the tail holds its padding) give each question's own scores."""
+    model = tiny_model.double()
+    tokenizer = processor.tokenizer
+    real = encode_media_once(model, synth_features)
+    perturbed = encode_media_once(model, Perturbation("frames-noise", noise_step=900)(synth_features))
+    long_path = path_ids(tokenizer, step_segments(TEXTS[0] * 4), True, 2)
+    questions = [
+        (processor.encode("What was on screen?", synth_features).input_ids, real, perturbed,
+         [long_path, path_ids(tokenizer, step_segments(TEXTS[2]), False, 2)]),
+        (processor.encode("Hi?", None).input_ids, None, None, [path_ids(tokenizer, step_segments(TEXTS[1]), True, 2)]),
+        (processor.encode("Which colour came first?", synth_features).input_ids, real, real,
+         [path_ids(tokenizer, step_segments(TEXTS[1]), True, 2)]),
+    ]
+    assert len(questions[1][0]) + len(questions[1][3][0][0]) < len(long_path[0]) + 1
+    alone = [step_kl_scores(model, prompt, r, p, paths, pad_id=0) for prompt, r, p, paths in questions]
+    rows = [ScoredPath(prompt, r, p, ids, spans) for prompt, r, p, paths in questions for ids, spans in paths]
+    together = path_kl_scores(model, rows, pad_id=0)
+    expected = [s for scores in alone for s in scores]
+    assert [len(s) for s in together] == [len(s) for s in expected]
+    for got, want in zip(together, expected):
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert all(s > 0 for s in together[0]) and together[2] == [0.0, 0.0] and together[3] == [0.0, 0.0]

@@ -3,6 +3,11 @@
 The stage options are generated from `PDPOSettings`, the dataclass of a
 recipe's `pdpo:` section: one flag per field (`top_t` -> `--top-t`), with its
 type, default, choices and help, so the command and the recipe cannot drift.
+
+Under `accelerate launch` (`accelerate launch --config_file
+recipes/accelerate/cpu-2proc.yaml -m salmonn_o1 pdpo rollout ...`) each
+process handles its share of the questions and the main process merges the
+shards into OUT/<stage>.jsonl (`pdpo.sharding`).
 """
 
 from __future__ import annotations
@@ -56,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pdpo", help="process DPO data: rollouts, contrastive step selection, step values, pairs",
         description="Each stage reads OUT/<previous>.jsonl, appends to OUT/<stage>.jsonl (questions already "
-        "there are skipped, so re-running resumes) and writes OUT/<stage>_summary.json.",
+        "there are skipped, so re-running resumes) and writes OUT/<stage>_summary.json. Under `accelerate "
+        "launch` each process takes its share of the questions into its own OUT/<stage>.shard-RR-of-WW.jsonl, "
+        "merged into OUT/<stage>.jsonl when all are done.",
     )
     stages = parser.add_subparsers(dest="stage", required=True)
     helps = {
@@ -106,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from salmonn_o1.pdpo.questions import load_questions
     from salmonn_o1.pdpo.rollout import run_rollout
     from salmonn_o1.pdpo.select import run_select
+    from salmonn_o1.pdpo.sharding import current_processes
 
     settings = settings_from_args(args)
     progress = not args.quiet
@@ -113,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     ensure_writable_dir(args.out, "--out folder")
     needs_model = not (args.stage == "select" and settings.selection != "contrastive") and not (
         args.stage == "pairs" and not settings.reference_logps)
+    processes = current_processes()  # under `accelerate launch`: starts the process group
+    if args.device == "auto":
+        args.device = processes.device  # each process its own GPU
     pipeline = load_pipeline(args) if needs_model else None
     if args.stage == "rollout":
         questions = load_questions(questions_from_args(args), pipeline.processor, "--data/--synthetic-split")
@@ -123,5 +134,6 @@ def run(args: argparse.Namespace) -> int:
         summary = run_label(args.out, pipeline, settings, progress=progress)
     else:
         summary = run_pairs(args.out, pipeline, settings, progress=progress)
-    print(json.dumps(summary, indent=2))
+    if processes.is_main:  # every process returns the merged summary; one prints it
+        print(json.dumps(summary, indent=2))
     return 0

@@ -2,7 +2,9 @@
 stage whose recipe names its objective component, such as perception).
 
 Run under `accelerate launch` for several processes or GPUs (configs in
-recipes/accelerate/); a plain `salmonn-o1 train` runs one process.
+recipes/accelerate/); a plain `salmonn-o1 train` runs one process. For pdpo
+the launch spreads the data stages too: each process takes its share of the
+questions, the main process merges the shards (`pdpo.sharding`, docs/pdpo.md).
 """
 
 from __future__ import annotations

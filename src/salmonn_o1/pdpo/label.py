@@ -20,6 +20,8 @@ from typing import Any
 
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
+    finish_stage,
+    held_ids,
     keyed_records,
     mean,
     need_model,
@@ -27,15 +29,15 @@ from salmonn_o1.pdpo.folder import (
     progress_bar,
     stage_file,
     total_cost,
-    write_summary,
 )
 from salmonn_o1.pdpo.judge import Judge, exact_match_judge
 from salmonn_o1.pdpo.media import load_features
 from salmonn_o1.pdpo.pairs import Continuation
 from salmonn_o1.pdpo.questions import PDPOQuestion
 from salmonn_o1.pdpo.select import SelectRecord
+from salmonn_o1.pdpo.sharding import my_file, my_share
 from salmonn_o1.pdpo.values import ModelPolicy, Site, StepValues, label_sites
-from salmonn_o1.records import RecordWriter, read_records, record_ids
+from salmonn_o1.records import RecordWriter, read_records
 from salmonn_o1.train.recipe import PDPOSettings
 
 
@@ -140,11 +142,11 @@ def run_label(out_dir: str | Path, pipeline, settings: PDPOSettings, judge: Judg
     need_model(pipeline, "label", "sampling alternatives and rollouts")
     settings = settings.resolved()
     out_dir, path = open_stage(out_dir, "label", settings)
-    done = record_ids(keyed_records(path))
-    todo = [r for r in keyed_records(stage_file(out_dir, "select")) if r["id"] not in done]
+    done = held_ids(path)
+    todo = my_share([r for r in keyed_records(stage_file(out_dir, "select")) if r["id"] not in done])
     policy = ModelPolicy(pipeline.model, pipeline.processor, settings.temperature, settings.top_p,
                          settings.max_new_tokens, settings.answer_max_new_tokens, settings.max_step_tokens)
-    writer = RecordWriter(path)
+    writer = RecordWriter(my_file(path))
     started = time.perf_counter()
     pending: list[SelectRecord] = []  # questions valued together: their steps fill settings.batch_size
     for number, record in enumerate(progress_bar(todo, "label", progress), start=1):
@@ -152,8 +154,7 @@ def run_label(out_dir: str | Path, pipeline, settings: PDPOSettings, judge: Judg
         if number == len(todo) or sum(map(selected_steps, todo[number - len(pending):number])) >= settings.batch_size:
             writer.write([r.to_dict() for r in label_questions(policy, pending, settings, judge)])
             pending = []
-    return write_summary(out_dir, "label", label_summary(read_records(path), len(todo),
-                                                         time.perf_counter() - started))
+    return finish_stage(out_dir, "label", len(todo), started, lambda n, s: label_summary(read_records(path), n, s))
 
 
 def label_summary(records: list[dict[str, Any]], processed: int = 0, seconds: float = 0.0) -> dict[str, Any]:

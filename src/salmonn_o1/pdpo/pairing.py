@@ -20,6 +20,8 @@ from typing import Any
 
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import (
+    finish_stage,
+    held_ids,
     keyed_records,
     mean,
     need_model,
@@ -27,14 +29,14 @@ from salmonn_o1.pdpo.folder import (
     progress_bar,
     stage_file,
     total_cost,
-    write_summary,
 )
 from salmonn_o1.pdpo.label import LabelRecord
 from salmonn_o1.pdpo.loss import precompute_reference_logps
 from salmonn_o1.pdpo.objective import DPOObjective
 from salmonn_o1.pdpo.pairs import Continuation, PairRecord, oriented_pair, pair_label
 from salmonn_o1.pdpo.rollout import QuestionRollout
-from salmonn_o1.records import RecordWriter, read_records, record_ids
+from salmonn_o1.pdpo.sharding import my_file, my_share
+from salmonn_o1.records import RecordWriter, read_records
 from salmonn_o1.train.recipe import PDPOSettings
 
 
@@ -126,12 +128,12 @@ def run_pairs(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: b
     settings = settings.resolved()
     out_dir, path = open_stage(out_dir, "pairs", settings)
     ledger_path = out_dir / "pairs_questions.jsonl"
-    done = record_ids(keyed_records(ledger_path)) | record_ids(keyed_records(path, "question_id"), "question_id")
+    done = held_ids(ledger_path) | held_ids(path, "question_id")
     rollouts = {r["id"]: r for r in keyed_records(stage_file(out_dir, "rollout"))}
     labels = keyed_records(stage_file(out_dir, "label"))  # pairs never change it: read once
-    todo = [r for r in labels if r["id"] not in done]
+    todo = my_share([r for r in labels if r["id"] not in done])
     objective = DPOObjective(pipeline.processor) if settings.reference_logps else None
-    writer, ledger = RecordWriter(path), RecordWriter(ledger_path)
+    writer, ledger = RecordWriter(my_file(path)), RecordWriter(my_file(ledger_path))
     started = time.perf_counter()
     pending: list[tuple[str, list[dict[str, Any]]]] = []  # questions scored together: pairs fill batch_size
     for number, record in enumerate(progress_bar(todo, "pairs", progress), start=1):
@@ -145,9 +147,9 @@ def run_pairs(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: b
             writer.write(records)
             ledger.write([{"id": question_id, "pairs": len(records), "cost": cost.to_dict()}])
         pending = []
-    summary = pairs_summary(read_records(path), labels,
-                            read_records(ledger_path), out_dir, len(todo), time.perf_counter() - started)
-    return write_summary(out_dir, "pairs", summary)
+    return finish_stage(out_dir, "pairs", len(todo), started, lambda n, s: pairs_summary(
+        read_records(path), labels, read_records(ledger_path), out_dir, n, s), files={"pairs": "question_id",
+                                                                                     "pairs_questions": "id"})
 
 
 def pairs_summary(pairs: list[dict[str, Any]], labels: list[dict[str, Any]], ledger: list[dict[str, Any]],

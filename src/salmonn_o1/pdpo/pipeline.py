@@ -8,6 +8,10 @@ settings, `questions` (`{path: items.jsonl}` or a question-source component)
 and the training options `beta` and `sft_weight`. Stage files live in
 `run.out_dir/stages/`; each stage skips the questions it already holds, so
 rerunning resumes.
+
+Under `accelerate launch` every process runs the stages on its share of the
+questions (`pdpo.sharding`: own shard files, merged by the main process at the
+end of each stage) and then DPO training, which accelerate spreads itself.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from salmonn_o1.pdpo.pairing import run_pairs
 from salmonn_o1.pdpo.questions import load_questions
 from salmonn_o1.pdpo.rollout import run_rollout
 from salmonn_o1.pdpo.select import run_select
+from salmonn_o1.pdpo.sharding import current_processes
 from salmonn_o1.records import read_records
 from salmonn_o1.train.recipe import PDPOSettings, Recipe, load_recipe
 from salmonn_o1.train.trainer import Trainer, TrainResult
@@ -67,7 +72,8 @@ def stage_settings(recipe: Recipe) -> PDPOSettings:
 
 
 def run_stages(recipe: Recipe, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """rollout -> select -> label -> pairs with the SFT model; returns each stage's summary."""
+    """rollout -> select -> label -> pairs with the SFT model; returns each stage's summary (under
+    `accelerate launch`: each process on its share, each stage's shards merged before the next)."""
     from salmonn_o1.inference import SalmonnO1Pipeline
 
     settings = stage_settings(recipe)
@@ -76,7 +82,8 @@ def run_stages(recipe: Recipe, progress: bool = True) -> dict[str, dict[str, Any
     # The stages' values and reference log-probs must come from the model the trainer starts from, so
     # they use the training precision (float32 unless run.precision asks for bf16/fp16), also on a GPU.
     dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(recipe.run.precision, "float32")
-    pipeline = SalmonnO1Pipeline.from_pretrained(recipe.model.source, dtype=dtype)
+    device = current_processes().device  # under a launch on GPUs: this process's own GPU
+    pipeline = SalmonnO1Pipeline.from_pretrained(recipe.model.source, device=device, dtype=dtype)
     questions = load_questions(settings.questions, pipeline.processor)
     summaries = {"rollout": run_rollout(out, pipeline, questions, settings, progress=progress)}
     check_pairs_possible(summaries["rollout"], None, settings)
@@ -123,8 +130,8 @@ def run_pdpo(recipe: Recipe | str | Path, overrides: list[str] | None = None, re
 
 
 def train_on_pairs(recipe: Recipe, resume: bool | str = False, stop_at_step: int | None = None) -> TrainResult:
-    """DPO training on the pairs already in `run.out_dir/stages` (written by `run_stages`, or
-    merged from shards by scripts/pdpo_sharded.py)."""
+    """DPO training on the pairs already in `run.out_dir/stages` (written by `run_stages`), or on
+    the ready pairs `pdpo.pairs` names."""
     from salmonn_o1.train.model_setup import build_model
 
     settings = stage_settings(recipe)

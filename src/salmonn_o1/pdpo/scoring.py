@@ -8,9 +8,10 @@ with teacher forcing: the path is fed whole, once with the real media and once
 with the perturbed media, and the two next-token distributions are compared at
 every assistant position. Causal attention makes one forward pass per
 (path, input) give every step's score at once; the step's tokens are its
-segment's span in the assistant ids (`steps.path_ids`). Paths of one question
-are batched (left-padded so that only the assistant tail's logits are kept) and
-run through `decoding.Decoder.tail_logits`, the pipeline's own path to the logits.
+segment's span in the assistant ids (`steps.path_ids`). Paths are batched,
+those of several questions in one call (`path_kl_scores`; left-padded so that only
+the assistant tail's logits are kept), and run through `decoding.Decoder.tail_logits`,
+the pipeline's own path to the logits.
 
 Selection strategies share one interface so their costs compare on equal
 terms: `contrastive` (top-T by score; the only one that needs the scores),
@@ -45,7 +46,42 @@ def encode_media_once(model: nn.Module, features: MediaFeatures | None) -> torch
     return Decoder(model).encode_media([features])[0]
 
 
+@dataclass
+class ScoredPath:
+    """One row of contrastive scoring: a path (assistant ids, step spans as `steps.path_ids` gives them)
+    after its question's prompt, with that question's real and perturbed media (`encode_media_once`)."""
+
+    prompt_ids: list[int]
+    real_media: torch.Tensor | None
+    perturbed_media: torch.Tensor | None
+    ids: list[int]
+    spans: list[tuple[int, int]]
+
+
 @torch.no_grad()
+def path_kl_scores(model: nn.Module, rows: list[ScoredPath], pad_id: int) -> list[list[float]]:
+    """Per-step scores of each row in one call: one real and one perturbed teacher-forced pass over
+    all the rows, which may belong to several questions (each question's rows share its prompt, and
+    `tail_logits` prefills that prefix once per media input)."""
+    if not rows:
+        return []
+    decoder = Decoder(model, ProtocolIds(pad_id=pad_id))
+    tokens = [row.prompt_ids + row.ids for row in rows]
+    keep = max(len(row.ids) for row in rows) + 1
+    real = decoder.tail_logits(tokens, [row.real_media for row in rows], keep)
+    perturbed = decoder.tail_logits(tokens, [row.perturbed_media for row in rows], keep)
+    # (B, keep): position j predicts the token after it. One small host copy per call, not one per step.
+    kl = token_kl(real, perturbed).cpu()
+    del real, perturbed
+    scores = []
+    for b, row in enumerate(rows):
+        # Assistant token t sits at kept index keep - len(ids) + t; it is predicted one position earlier.
+        offset = keep - len(row.ids) - 1
+        per_token = kl[b, offset:offset + len(row.ids)]
+        scores.append([float(per_token[a:z].mean()) if z > a else 0.0 for a, z in row.spans])
+    return scores
+
+
 def step_kl_scores(
     model: nn.Module,
     prompt_ids: list[int],
@@ -55,25 +91,15 @@ def step_kl_scores(
     pad_id: int,
     batch_size: int = 16,
 ) -> list[list[float]]:
-    """Per-step scores of each path: one real and one perturbed forward pass per batch of paths.
+    """Per-step scores of one question's paths: `path_kl_scores` over batch_size paths at a time.
 
     paths: (assistant ids, step spans) as `steps.path_ids` returns them.
     real_media / perturbed_media: `encode_media_once` outputs for the two inputs.
     """
-    decoder = Decoder(model, ProtocolIds(pad_id=pad_id))
+    rows = [ScoredPath(prompt_ids, real_media, perturbed_media, ids, spans) for ids, spans in paths]
     scores: list[list[float]] = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        rows = [prompt_ids + ids for ids, _ in chunk]
-        keep = max(len(ids) for ids, _ in chunk) + 1
-        real = decoder.tail_logits(rows, [real_media] * len(rows), keep)
-        perturbed = decoder.tail_logits(rows, [perturbed_media] * len(rows), keep)
-        kl = token_kl(real, perturbed)  # (B, keep): position j predicts the token after it
-        for row, (ids, spans) in enumerate(chunk):
-            # Assistant token t sits at kept index keep - len(ids) + t; it is predicted one position earlier.
-            offset = keep - len(ids) - 1
-            per_token = kl[row, offset:offset + len(ids)]
-            scores.append([float(per_token[a:b].mean()) if b > a else 0.0 for a, b in spans])
+    for start in range(0, len(rows), batch_size):
+        scores += path_kl_scores(model, rows[start:start + batch_size], pad_id)
     return scores
 
 
