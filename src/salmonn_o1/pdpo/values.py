@@ -145,7 +145,7 @@ def label_sites(
     tries = [0] * len(sites)
     found: dict[int, SampledStep] = {}
     for t in range(1, alternative_tries + 1):
-        todo = [i for i in range(len(sites)) if i not in found]
+        todo = sorted((i for i in range(len(sites)) if i not in found), key=lambda i: sum(map(len, sites[i].prefix)))
         if not todo:
             break
         requests = [StepRequest(sites[i].context, sites[i].prefix, question_seed(*sites[i].key, t)) for i in todo]
@@ -163,8 +163,10 @@ def label_sites(
                 rows.append((i, b))
                 requests.append(CompletionRequest(sites[i].context, sites[i].prefix, step,
                                                   question_seed(*sites[i].key, b, r)))
-    # Rows that close the turn take a shorter path (the answer turn only): keep them together.
-    order = sorted(range(len(rows)), key=lambda j: requests[j].step.ends_turn)
+    # Rows that close the turn take a shorter path (the answer turn only): keep them together; and
+    # steps with prefixes of like length, so a call's left padding (holes every row attends past) is short.
+    order = sorted(range(len(rows)), key=lambda j: (requests[j].step.ends_turn,
+                                                    sum(map(len, requests[j].prefix)) + len(requests[j].step.text)))
     done = _batched(policy, policy.complete, [requests[j] for j in order], [sites[rows[j][0]] for j in order],
                     batch_size)
     completions: dict[tuple[int, int], list[Completion]] = {}
