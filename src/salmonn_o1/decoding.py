@@ -114,12 +114,14 @@ class SharedPrefix:
 @dataclass(frozen=True)
 class PinnedPrefix:
     """A prefix prefilled once for many calls (`Decoder.pin_prefix`): its ids, the media object its
-    rows splice (and the part of it after the prefix), and each layer's (keys, values), (1, heads, L, dim)."""
+    rows splice (and the part of it after the prefix), each layer's (keys, values), (1, heads, L, dim), and
+    which of the L positions hold its tokens."""
 
     ids: tuple[int, ...]
     media: torch.Tensor | None
     suffix_media: torch.Tensor | None
     layers: list[tuple[torch.Tensor, torch.Tensor]]
+    attention_mask: torch.Tensor  # (1, L): 0 at holes (a pin prefilled in a padded batch)
 
 
 class Decoder:
@@ -197,34 +199,40 @@ class Decoder:
 
     @torch.no_grad()
     def pin_prefix(self, ids: Sequence[int], media: torch.Tensor | None) -> None:
-        """Prefill `ids` (their media spliced in) alone, once, and keep the cache: every later call whose
-        rows of that media input all begin with these ids (and go on after them) starts from it instead
-        of prefilling it again. pDPO's label stage pins each question's prompt for all its calls
-        (alternatives, retries, completions); `unpin` frees them."""
+        """Prefill `ids` (their media spliced in) once and keep the cache: every later row of that media
+        input that begins with these ids (and goes on after them) starts from it instead of prefilling
+        it again (the longest pin that fits). pDPO's label stage pins each question's prompt and each
+        valued step's prefix for all their calls (alternatives, retries, completions); `unpin` frees them."""
+        self.pin_prefixes([ids], [media])
+
+    @torch.no_grad()
+    def pin_prefixes(self, rows: Rows, media: Media) -> None:
+        """`pin_prefix` of several rows in one batch (each over the longest pin it already extends)."""
         token = getattr(getattr(self.model, "config", None), "media_token_id", None)
-        placeholders = sum(1 for t in ids if t == token) if token is not None else 0
-        embeds, mask = self.embed([list(ids)], [_media_slice(media, 0, placeholders)])
-        state = prefill(self.model, embeds, mask)
-        self.pinned.append(PinnedPrefix(tuple(ids), media, _media_slice(media, placeholders, None),
-                                        [(layer.keys.clone(), layer.values.clone()) for layer in state.cache.layers]))
+        counts = [sum(1 for t in ids if t == token) if token is not None else 0 for ids in rows]
+        # A prefix that stops inside the media splices the part it holds (the whole object otherwise,
+        # so that it extends the pins of that object).
+        held = [m if m is None or n == m.shape[0] else _media_slice(m, 0, n) for m, n in zip(media, counts)]
+        state, rests, rest_media, _, _ = self._prefill_shared(rows, held)
+        embeds, mask = self.embed(rests, rest_media)
+        state = prefill(self.model, embeds, mask, state)
+        for i, (ids, m, placeholders) in enumerate(zip(rows, media, counts)):
+            layers = [(layer.keys[i:i + 1].clone(), layer.values[i:i + 1].clone()) for layer in state.cache.layers]
+            self.pinned.append(PinnedPrefix(tuple(ids), m, _media_slice(m, placeholders, None), layers,
+                                            state.attention_mask[i:i + 1].clone()))
 
     def unpin(self) -> None:
         self.pinned.clear()
 
-    def _pinned_groups(self, rows: Rows, media: Media, leave: int) -> dict[int, tuple[list[int], PinnedPrefix]]:
-        """Media groups whose rows all begin with a pinned prefix of their media (the longest one)."""
-        if not self.pinned:
-            return {}
-        groups: dict[int | None, list[int]] = {}
-        for i, m in enumerate(media):
-            groups.setdefault(None if m is None else id(m), []).append(i)
-        found = {}
-        for g, members in enumerate(groups.values()):
-            fits = [p for p in self.pinned if p.media is media[members[0]] and all(
-                len(rows[i]) >= len(p.ids) + leave and tuple(rows[i][:len(p.ids)]) == p.ids for i in members)]
+    def _pinned_groups(self, rows: Rows, media: Media, leave: int) -> list[tuple[list[int], PinnedPrefix]]:
+        """The rows that begin with a pinned prefix of their media, grouped by it (each row its longest)."""
+        groups: dict[int, list[int]] = {}
+        for i, (row, m) in enumerate(zip(rows, media)):
+            fits = [k for k, p in enumerate(self.pinned)
+                    if p.media is m and len(row) >= len(p.ids) + leave and tuple(row[:len(p.ids)]) == p.ids]
             if fits:
-                found[g] = (members, max(fits, key=lambda p: len(p.ids)))
-        return found
+                groups.setdefault(max(fits, key=lambda k: len(self.pinned[k].ids)), []).append(i)
+        return [(members, self.pinned[k]) for k, members in groups.items()]
 
     def shared_prefixes(self, rows: Rows, media: Media, leave: int = 1) -> list[tuple[list[int], SharedPrefix]]:
         """The groups of rows worth a prefix prefilled once: (row indices, their common prefix).
@@ -274,7 +282,7 @@ class Decoder:
         holds all. Each level's rests are left-padded, so the padding becomes holes between levels;
         positions count real tokens only, so every row sees the positions of a full prefill.
         """
-        pins = list(self._pinned_groups(rows, media, leave).values())
+        pins = self._pinned_groups(rows, media, leave)
         pinned_rows = {i for members, _ in pins for i in members}
         others = [i for i in range(len(rows)) if i not in pinned_rows]
         groups = [([others[k] for k in members], prefix) for members, prefix in
@@ -381,8 +389,7 @@ def _with_pinned(state: DecodeState | None, pins: list[PinnedPrefix]) -> DecodeS
     parts = [] if state is None else [([(layer.keys, layer.values) for layer in state.cache.layers],
                                         state.attention_mask)]
     for pin in pins:
-        keys = pin.layers[0][0]
-        parts.append((pin.layers, torch.ones((1, keys.shape[-2]), dtype=torch.long, device=keys.device)))
+        parts.append((pin.layers, pin.attention_mask))
     length = max(mask.shape[1] for _, mask in parts)
 
     def left(t: torch.Tensor) -> torch.Tensor:  # (n, ..., L, D) or (n, L) -> length `length`, holes first

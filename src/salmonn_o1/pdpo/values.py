@@ -144,6 +144,11 @@ def label_sites(
     generated = [0] * len(sites)
     tries = [0] * len(sites)
     found: dict[int, SampledStep] = {}
+    pin = getattr(policy, "pin_prefixes", None)  # a policy that can keep prefilled prefixes for later calls
+    if pin is not None:
+        distinct = {(id(s.context), tuple(s.prefix)): s for s in sites if s.prefix}
+        order = sorted(distinct.values(), key=lambda s: sum(map(len, s.prefix)))
+        _batched(policy, pin, [StepRequest(s.context, s.prefix, 0) for s in order], order, batch_size)
     for t in range(1, alternative_tries + 1):
         todo = sorted((i for i in range(len(sites)) if i not in found), key=lambda i: sum(map(len, sites[i].prefix)))
         if not todo:
@@ -270,6 +275,13 @@ class ModelPolicy:
                                self.decoder.encode_media([features])[0])
         self.decoder.pin_prefix(context.prompt_ids[:-1], context.media)  # a row needs one position of its own
         return context
+
+    def pin_prefixes(self, requests: Sequence[StepRequest]) -> list[None]:
+        """Prefill each (prompt, prefix) once, pinned until `release`: its alternatives, their retries
+        and both branches' completions all continue it."""
+        rows = [r.context.prompt_ids + prefix_ids(self.processor, r.prefix) for r in requests]
+        self.decoder.pin_prefixes([row[:-1] for row in rows], [r.context.media for r in requests])
+        return [None] * len(requests)
 
     def release(self) -> None:
         """Free the prompts `prepare` pinned."""
