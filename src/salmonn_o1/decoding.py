@@ -121,7 +121,7 @@ class PinnedPrefix:
     media: torch.Tensor | None
     suffix_media: torch.Tensor | None
     layers: list[tuple[torch.Tensor, torch.Tensor]]
-    attention_mask: torch.Tensor  # (1, L): 0 at holes (a pin prefilled in a padded batch)
+    attention_mask: torch.Tensor  # (1, L): 1 where it holds a token
 
 
 class Decoder:
@@ -217,9 +217,13 @@ class Decoder:
         embeds, mask = self.embed(rests, rest_media)
         state = prefill(self.model, embeds, mask, state)
         for i, (ids, m, placeholders) in enumerate(zip(rows, media, counts)):
-            layers = [(layer.keys[i:i + 1].clone(), layer.values[i:i + 1].clone()) for layer in state.cache.layers]
+            # Kept without the batch's holes (masked positions weigh nothing; positions count real tokens),
+            # so every row that starts from the pin attends over its tokens only.
+            real = state.attention_mask[i].bool()
+            layers = [(layer.keys[i:i + 1, :, real].clone(), layer.values[i:i + 1, :, real].clone())
+                      for layer in state.cache.layers]
             self.pinned.append(PinnedPrefix(tuple(ids), m, _media_slice(m, placeholders, None), layers,
-                                            state.attention_mask[i:i + 1].clone()))
+                                            torch.ones((1, int(real.sum())), dtype=torch.long, device=real.device)))
 
     def unpin(self) -> None:
         self.pinned.clear()

@@ -321,5 +321,9 @@ def test_a_pinned_prefix_is_prefilled_once_for_every_later_call(model, processor
     tail = shared.tail_logits(rows, media, keep=2)
     for i, row in enumerate(rows):
         torch.testing.assert_close(tail[i], alone.tail_logits([row], [media[i]], keep=2)[0], rtol=1e-9, atol=1e-9)
+    # Longer pins, prefilled in one batch over the pins they extend: rows start from them, same samples.
+    shared.pin_prefixes([rows[0][:-1], rows[3][:-2]], [media[0], media[3]])
+    assert [len(p.ids) for p in shared.pinned[-2:]] == [len(rows[0]) - 1, len(rows[3]) - 2]
+    assert prefilled(shared)[0].tokens == plain.tokens
     shared.unpin()
     assert shared.pinned == [] and prefilled(shared)[1] == plain_prefill
