@@ -13,6 +13,7 @@ policy (alternative steps, completions) and the contrastive KL step scores.
     tail_logits(rows, media, k)   teacher-forced logits of each row's last k positions
     shared_prefixes(rows, media)  the rows of each media input and the prefix they share, prefilled once
     repeated_rows(rows, media)    rows that are the same sequence (N rollouts of one prefix), prefilled once
+    pin_prefixes(rows, media)     prefixes prefilled once and kept for later calls (pDPO's prompts, step prefixes)
 
 Rows that begin alike (several questions about one video: the same system
 prompt and media; pDPO completions of one prefix) share a prefix, per media
