@@ -12,11 +12,15 @@ policy (alternative steps, completions) and the contrastive KL step scores.
     answer_turn_from_scratch(...) the release's turn 2: re-encode, prefill prompt + reasoning + follow-up
     tail_logits(rows, media, k)   teacher-forced logits of each row's last k positions
     shared_prefixes(rows, media)  the rows of each media input and the prefix they share, prefilled once
+    repeated_rows(rows, media)    rows that are the same sequence (N rollouts of one prefix), prefilled once
+    pin_prefixes(rows, media)     prefixes prefilled once and kept for later calls (pDPO's prompts, step prefixes)
 
 Rows that begin alike (several questions about one video: the same system
 prompt and media; pDPO completions of one prefix) share a prefix, per media
 input: the prefixes are prefilled once, as one left-padded batch, each row gets
-a copy of its group's KV cache, and each row's rest is fed after it (`SharedPrefix`). Sampling is `generation.decode`'s
+a copy of its group's KV cache, and each row's rest is fed after it (`SharedPrefix`); rows that
+repeat one sequence (pDPO's N completions of a branch) have their rest prefilled once more, as a
+second level, and copied the same way. Sampling is `generation.decode`'s
 loop: a seeded generator per call, so the same seed gives the same samples, or one per row (`row_seeds`),
 so a row's samples do not depend on what else is in the batch (pDPO's stages seed per question and path). The decoder calls only the
 model's own methods (`encode_media`, `splice_media`, `get_input_embeddings`,
@@ -34,7 +38,15 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from salmonn_o1.chat import follow_up_ids
-from salmonn_o1.generation import DecodeResult, DecodeState, SamplingConfig, decode, prefill, row_generators
+from salmonn_o1.generation import (
+    DecodeResult,
+    DecodeState,
+    GrowingCache,
+    SamplingConfig,
+    decode,
+    prefill,
+    row_generators,
+)
 from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION, IM_END
 
@@ -100,6 +112,19 @@ class SharedPrefix:
         return cls(length, shared[:placeholders], [rest if rest.shape[0] else None] * len(rows))
 
 
+@dataclass(frozen=True)
+class PinnedPrefix:
+    """A prefix prefilled once for many calls (`Decoder.pin_prefix`): its ids, the media object its
+    rows splice (and the part of it after the prefix), each layer's (keys, values), (1, heads, L, dim), and
+    which of the L positions hold its tokens."""
+
+    ids: tuple[int, ...]
+    media: torch.Tensor | None
+    suffix_media: torch.Tensor | None
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    attention_mask: torch.Tensor  # (1, L): 1 where it holds a token
+
+
 class Decoder:
     """Prefill -> reasoning turn -> follow-up -> answer turn, over one decode state (KV cache reused).
 
@@ -115,6 +140,7 @@ class Decoder:
         self.encoder_calls = 0  # media encodings run, for tests and benchmarks
         self.min_shared_prefix = min_shared_prefix
         self.drop_finished = drop_finished
+        self.pinned: list[PinnedPrefix] = []  # prefixes prefilled once for many calls (`pin_prefix`)
 
     @classmethod
     def from_tokenizer(cls, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> Decoder:
@@ -163,15 +189,55 @@ class Decoder:
         stop_ids = self.ids.stop_ids if stop_ids is None else stop_ids
         if not stop_ids:
             raise ValueError("no stop ids: build the Decoder with ProtocolIds.from_tokenizer(tokenizer)")
-        state, rows, media, prefilled = self._prefill_shared(rows, media)
+        state, rows, media, prefilled, passes = self._prefill_shared(rows, media)
         embeds, mask = self.embed(rows, media)
         result = decode(self.model, embeds, mask, sampling, stop_ids, self.ids.pad_id, state=state,
                         on_token=on_token, drop_finished=self.drop_finished,
                         generators=generators)
-        if state is not None:
-            result.positions += prefilled  # each group's prefix, prefilled once
-            result.forward_passes += 1
+        result.positions += prefilled  # each shared prefix and repeated row, prefilled once
+        result.forward_passes += passes
         return result
+
+    @torch.no_grad()
+    def pin_prefix(self, ids: Sequence[int], media: torch.Tensor | None) -> None:
+        """Prefill `ids` (their media spliced in) once and keep the cache: every later row of that media
+        input that begins with these ids (and goes on after them) starts from it instead of prefilling
+        it again (the longest pin that fits). pDPO's label stage pins each question's prompt and each
+        valued step's prefix for all their calls (alternatives, retries, completions); `unpin` frees them."""
+        self.pin_prefixes([ids], [media])
+
+    @torch.no_grad()
+    def pin_prefixes(self, rows: Rows, media: Media) -> None:
+        """`pin_prefix` of several rows in one batch (each over the longest pin it already extends)."""
+        token = getattr(getattr(self.model, "config", None), "media_token_id", None)
+        counts = [sum(1 for t in ids if t == token) if token is not None else 0 for ids in rows]
+        # A prefix that stops inside the media splices the part it holds (the whole object otherwise,
+        # so that it extends the pins of that object).
+        held = [m if m is None or n == m.shape[0] else _media_slice(m, 0, n) for m, n in zip(media, counts)]
+        state, rests, rest_media, _, _ = self._prefill_shared(rows, held)
+        embeds, mask = self.embed(rests, rest_media)
+        state = prefill(self.model, embeds, mask, state)
+        for i, (ids, m, placeholders) in enumerate(zip(rows, media, counts)):
+            # Kept without the batch's holes (masked positions weigh nothing; positions count real tokens),
+            # so every row that starts from the pin attends over its tokens only.
+            real = state.attention_mask[i].bool()
+            layers = [(layer.keys[i:i + 1, :, real].clone(), layer.values[i:i + 1, :, real].clone())
+                      for layer in state.cache.layers]
+            self.pinned.append(PinnedPrefix(tuple(ids), m, _media_slice(m, placeholders, None), layers,
+                                            torch.ones((1, int(real.sum())), dtype=torch.long, device=real.device)))
+
+    def unpin(self) -> None:
+        self.pinned.clear()
+
+    def _pinned_groups(self, rows: Rows, media: Media, leave: int) -> list[tuple[list[int], PinnedPrefix]]:
+        """The rows that begin with a pinned prefix of their media, grouped by it (each row its longest)."""
+        groups: dict[int, list[int]] = {}
+        for i, (row, m) in enumerate(zip(rows, media)):
+            fits = [k for k, p in enumerate(self.pinned)
+                    if p.media is m and len(row) >= len(p.ids) + leave and tuple(row[:len(p.ids)]) == p.ids]
+            if fits:
+                groups.setdefault(max(fits, key=lambda k: len(self.pinned[k].ids)), []).append(i)
+        return [(members, self.pinned[k]) for k, members in groups.items()]
 
     def shared_prefixes(self, rows: Rows, media: Media, leave: int = 1) -> list[tuple[list[int], SharedPrefix]]:
         """The groups of rows worth a prefix prefilled once: (row indices, their common prefix).
@@ -196,27 +262,78 @@ class Decoder:
                 shared.append((members, prefix))
         return shared
 
-    def _prefill_shared(self, rows: Rows, media: Media, leave: int = 1) -> tuple[DecodeState | None, Rows, Media, int]:
-        """Prefill each group's shared prefix once (one left-padded batch of prefixes) and give every row
-        its group's cache: (state, each row's rest, its media, rows x positions the prefill ran).
+    def repeated_rows(self, rows: Rows, media: Media) -> tuple[list[int], list[int]]:
+        """Rows that are the same sequence (the same ids and the same media object): the first row of
+        each distinct sequence, and each row's index among those (pDPO's N rollouts of one branch)."""
+        units: dict[tuple, int] = {}
+        first, unit_of_row = [], []
+        for i, (row, m) in enumerate(zip(rows, media)):
+            key = (None if m is None else id(m), tuple(row))
+            if key not in units:
+                units[key] = len(first)
+                first.append(i)
+            unit_of_row.append(units[key])
+        return first, unit_of_row
 
-        A row in no group gets a masked copy of the first prefix (holes only), so one batch holds all.
-        The rests are left-padded as usual, so the padding becomes holes between the prefix and each
-        row's rest; positions count real tokens only, so every row sees the positions of a full prefill.
+    def _prefill_shared(self, rows: Rows, media: Media,
+                        leave: int = 1) -> tuple[DecodeState | None, Rows, Media, int, int]:
+        """Prefill what rows share once and give every row its cache: (state, each row's rest, its media,
+        rows x positions the prefills ran, prefill forwards).
+
+        Two levels. First each media group's common prefix (`shared_prefixes`): one left-padded batch
+        of prefixes. Then, when rows repeat (the same sequence several times), each distinct sequence's
+        rest but its last `leave` positions, over its group's cache: one batch of those, each expanded to
+        its copies. A row in no group gets a masked copy of the first prefix (holes only), so one batch
+        holds all. Each level's rests are left-padded, so the padding becomes holes between levels;
+        positions count real tokens only, so every row sees the positions of a full prefill.
         """
-        groups = self.shared_prefixes(rows, media, leave)
-        if not groups:
-            return None, rows, media, 0
-        embeds, mask = self.embed([rows[members[0]][:prefix.length] for members, prefix in groups],
-                                  [prefix.media for _, prefix in groups])
-        group_of_row, in_group = [0] * len(rows), [False] * len(rows)
+        pins = self._pinned_groups(rows, media, leave)
+        pinned_rows = {i for members, _ in pins for i in members}
+        others = [i for i in range(len(rows)) if i not in pinned_rows]
+        groups = [([others[k] for k in members], prefix) for members, prefix in
+                  self.shared_prefixes([rows[i] for i in others], [media[i] for i in others], leave)]
         rests, rest_media = list(rows), list(media)
+        group_of_row, in_group = [0] * len(rows), [False] * len(rows)
         for g, (members, prefix) in enumerate(groups):
             for k, i in enumerate(members):
                 group_of_row[i], in_group[i] = g, True
                 rests[i], rest_media[i] = rows[i][prefix.length:], prefix.suffix_media[k]
-        state = prefill(self.model, embeds, mask).select(group_of_row, in_group)
-        return state, rests, rest_media, embeds.shape[0] * embeds.shape[1]
+        for g, (members, pin) in enumerate(pins, start=len(groups)):
+            for i in members:
+                group_of_row[i], in_group[i] = g, True
+                rests[i], rest_media[i] = rows[i][len(pin.ids):], pin.suffix_media
+        first, unit_of_row = self.repeated_rows(rows, media)
+        middle = [max(len(rests[i]) - leave, 0) for i in first]
+        copies = [unit_of_row.count(u) for u in range(len(first))]
+        repeated = sum(m * (c - 1) for m, c in zip(middle, copies)) >= max(self.min_shared_prefix, 1)
+        if not groups and not pins and not repeated:
+            return None, rows, media, 0, 0
+        heads = first if repeated else list(range(len(rows)))  # the rows the first level's cache goes to
+        state, prefilled, passes = None, 0, 0
+        if groups:
+            embeds, mask = self.embed([rows[members[0]][:prefix.length] for members, prefix in groups],
+                                      [prefix.media for _, prefix in groups])
+            state = prefill(self.model, embeds, mask)
+            prefilled, passes = embeds.shape[0] * embeds.shape[1], 1
+        if pins:
+            state = _with_pinned(state, [pin for _, pin in pins])
+        if state is not None:
+            state = state.select([group_of_row[i] for i in heads], [in_group[i] for i in heads])
+        if repeated:
+            token = getattr(getattr(self.model, "config", None), "media_token_id", None)
+            middles, middle_media, tail_media = [], [], []
+            for u, i in enumerate(first):
+                ids = list(rests[i][:middle[u]])
+                placeholders = sum(1 for t in ids if t == token) if token is not None else 0
+                middles.append(ids)
+                middle_media.append(_media_slice(rest_media[i], 0, placeholders))
+                tail_media.append(_media_slice(rest_media[i], placeholders, None))
+            embeds, mask = self.embed(middles, middle_media)
+            state = prefill(self.model, embeds, mask, state).select(unit_of_row)
+            prefilled, passes = prefilled + embeds.shape[0] * embeds.shape[1], passes + 1
+            rests = [rests[i][middle[u]:] for i, u in enumerate(unit_of_row)]
+            rest_media = [tail_media[u] for u in unit_of_row]
+        return state, rests, rest_media, prefilled, passes
 
     @torch.no_grad()
     def answer_turn(self, first: DecodeResult, sampling: SamplingConfig,
@@ -249,7 +366,7 @@ class Decoder:
 
         A prefix the rows share (a prompt scored with many continuations) runs once, as in `generate`.
         """
-        state, rows, media, _ = self._prefill_shared(rows, media, leave=keep)
+        state, rows, media, _, _ = self._prefill_shared(rows, media, leave=keep)
         embeds, mask = self.embed(rows, media)
         if state is None:
             return self.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
@@ -262,3 +379,31 @@ class Decoder:
         if not self.ids.follow_up:
             raise ValueError("no follow-up ids: build the Decoder with ProtocolIds.from_tokenizer(tokenizer)")
         return list(self.ids.follow_up)
+
+
+def _media_slice(media: torch.Tensor | None, start: int, end: int | None) -> torch.Tensor | None:
+    """media[start:end] (a row's media tokens split where its ids are split), None when empty."""
+    if media is None:
+        return None
+    part = media[start:end]
+    return part if part.shape[0] else None
+
+
+def _with_pinned(state: DecodeState | None, pins: list[PinnedPrefix]) -> DecodeState:
+    """The prefilled groups' state with the pinned prefixes as more rows, all left-padded (holes) to one length."""
+    parts = [] if state is None else [([(layer.keys, layer.values) for layer in state.cache.layers],
+                                        state.attention_mask)]
+    for pin in pins:
+        parts.append((pin.layers, pin.attention_mask))
+    length = max(mask.shape[1] for _, mask in parts)
+
+    def left(t: torch.Tensor) -> torch.Tensor:  # (n, ..., L, D) or (n, L) -> length `length`, holes first
+        missing = length - t.shape[-2 if t.dim() == 4 else -1]
+        return torch.nn.functional.pad(t, (0, 0, missing, 0) if t.dim() == 4 else (missing, 0))
+
+    cache = GrowingCache()
+    for k in range(len(parts[0][0])):
+        cache.update(torch.cat([left(layers[k][0]) for layers, _ in parts]),
+                     torch.cat([left(layers[k][1]) for layers, _ in parts]), k)
+    mask = torch.cat([left(mask) for _, mask in parts])
+    return DecodeState(cache=cache, attention_mask=mask, pending=[None] * mask.shape[0], tokens_fed=length)

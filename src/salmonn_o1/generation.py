@@ -186,12 +186,22 @@ def _forward(model: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, cache, 
     return out.logits[:, -1], cache
 
 
-def prefill(model: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> DecodeState:
-    """Run a prompt into a fresh cache without sampling: the state a shared prefix is expanded from."""
+def prefill(model: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+            state: DecodeState | None = None) -> DecodeState:
+    """Run positions into a cache without sampling: the state a shared prefix is expanded from.
+
+    state: continue its cache (a second level of shared prefix after the first; its rows'
+    pending tokens must be None: nothing was sampled), else a fresh cache.
+    """
     mask = attention_mask.long()
-    _, cache = _forward(model, inputs_embeds, mask, None, inputs_embeds.shape[1])
+    cache, fed = None, 0
+    if state is not None:
+        if any(p is not None for p in state.pending):
+            raise ValueError("prefill continues a state with nothing pending (a prefilled prefix)")
+        mask, cache, fed = torch.cat([state.attention_mask, mask], dim=1), state.cache, state.tokens_fed
+    _, cache = _forward(model, inputs_embeds, mask, cache, inputs_embeds.shape[1])
     return DecodeState(cache=cache, attention_mask=mask, pending=[None] * mask.shape[0],
-                       tokens_fed=inputs_embeds.shape[1])
+                       tokens_fed=fed + inputs_embeds.shape[1])
 
 
 class _Parked:

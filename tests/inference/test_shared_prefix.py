@@ -242,3 +242,88 @@ def test_several_videos_share_a_prefix_each_in_one_batch(model, processor, token
         torch.testing.assert_close(tail[i], alone.tail_logits([row], [media[i]], keep=2)[0], rtol=1e-9, atol=1e-9)
     answer = SamplingConfig(max_new_tokens=4)
     assert shared.answer_turn(batch, answer).tokens == alone.answer_turn_from_scratch(rows, batch, features, answer).tokens
+
+
+def test_repeated_rows_are_prefilled_once_and_decode_as_each_row_alone(model, processor, tokenizer):
+    """pDPO's N completions of a branch: identical rows (several per video, one text-only) get their
+    rest after the video's shared prefix prefilled once, as a second level, and sample as alone."""
+    one = processor.media_features(colour_clip(2.0))
+    other = processor.media_features(colour_clip(3.5, colour=(0, 0, 255)))
+    features = [one, one, one, one, other, other, None, None, one]
+    questions = [QUESTIONS[1], QUESTIONS[1], QUESTIONS[3], QUESTIONS[1], QUESTIONS[0], QUESTIONS[0],
+                 QUESTIONS[2], QUESTIONS[2], QUESTIONS[3]]
+    rows = encode(processor, questions, features)
+    shared = decoder(model, tokenizer)
+    media = shared.encode_media(features)
+    first, unit_of_row = shared.repeated_rows(rows, media)
+    assert first == [0, 2, 4, 6] and unit_of_row == [0, 0, 1, 0, 2, 2, 3, 3, 1]
+    sampling = SamplingConfig(max_new_tokens=6, do_sample=True, temperature=1.5)
+    seeds = list(range(20, 29))
+    forwards = Forwards(model)
+    try:
+        batch = shared.generate(rows, media, sampling, row_seeds=seeds)
+    finally:
+        forwards.close()
+    # Level 1: one prefix per media group with two rows or more (the video's, the other video's, text);
+    # level 2: one row per distinct sequence; then each row's last position.
+    assert forwards.inputs[1][0] == len(first) and forwards.inputs[2] == (len(rows), 1)
+    prefill = sum(r * p for r, p in forwards.inputs if p > 1)
+    alone = decoder(model, tokenizer, share=False)
+    answer = SamplingConfig(max_new_tokens=4, do_sample=True, temperature=1.5)
+    answers = shared.answer_turn(batch, answer).tokens  # over the two-level cache, each row's stream
+    for i, row in enumerate(rows):
+        first = alone.generate([row], [media[i]], sampling, row_seeds=[seeds[i]])
+        assert first.tokens[0] == batch.tokens[i]
+        assert alone.answer_turn(first, answer).tokens[0] == answers[i]
+    # One level only would feed every row's whole rest after its group's prefix (left-padded batch).
+    length = [len(row) for row in rows]
+    for members, prefix in shared.shared_prefixes(rows, media):
+        for i in members:
+            length[i] -= prefix.length
+    one_level = forwards.inputs[0][0] * forwards.inputs[0][1] + len(rows) * max(length)
+    assert prefill < 0.7 * one_level, (prefill, one_level)
+    assert batch.positions - prefill == len(rows) * (batch.forward_passes - 2)
+    # Teacher forcing over the two levels: the same logits as each row alone.
+    tail = shared.tail_logits(rows, media, keep=2)
+    for i, row in enumerate(rows):
+        torch.testing.assert_close(tail[i], alone.tail_logits([row], [media[i]], keep=2)[0], rtol=1e-9, atol=1e-9)
+
+
+def test_a_pinned_prefix_is_prefilled_once_for_every_later_call(model, processor, tokenizer):
+    """pDPO's label stage pins each question's prompt: later calls start their rows of that video from
+    its cache (beside groups prefilled as usual), and decode as each row alone."""
+    features = cases(processor)["different media and a text-only row"] + [cases(processor)["questions on one video"][0]]
+    rows = encode(processor, QUESTIONS + QUESTIONS[:1], features)
+    shared = decoder(model, tokenizer)
+    media = shared.encode_media(features)
+    common = SharedPrefix.of([rows[0], rows[3], rows[4]], [media[0], media[3], media[4]], 3).length
+    sampling = SamplingConfig(max_new_tokens=6, do_sample=True, temperature=1.5)
+    seeds = [5, 6, 7, 8, 9]
+
+    def prefilled(decoder_):
+        forwards = Forwards(model)
+        try:
+            result = decoder_.generate(rows, media, sampling, row_seeds=seeds)
+        finally:
+            forwards.close()
+        return result, sum(r * p for r, p in forwards.inputs if p > 1)
+
+    plain, plain_prefill = prefilled(shared)
+    shared.pin_prefix(rows[0][:common - 2], media[0])
+    shared.pin_prefix(rows[0][:common - 5], media[0])  # the longest pin that fits is used
+    shared.pin_prefix(rows[2][:10], media[1])  # not the prefix of any row of that media: unused
+    pinned, pinned_prefill = prefilled(shared)
+    assert pinned.tokens == plain.tokens
+    assert pinned_prefill <= plain_prefill - (common - 2)
+    alone = decoder(model, tokenizer, share=False)
+    for i, row in enumerate(rows):
+        assert alone.generate([row], [media[i]], sampling, row_seeds=[seeds[i]]).tokens[0] == pinned.tokens[i]
+    tail = shared.tail_logits(rows, media, keep=2)
+    for i, row in enumerate(rows):
+        torch.testing.assert_close(tail[i], alone.tail_logits([row], [media[i]], keep=2)[0], rtol=1e-9, atol=1e-9)
+    # Longer pins, prefilled in one batch over the pins they extend: rows start from them, same samples.
+    shared.pin_prefixes([rows[0][:-1], rows[3][:-2]], [media[0], media[3]])
+    assert [len(p.ids) for p in shared.pinned[-2:]] == [len(rows[0]) - 1, len(rows[3]) - 2]
+    assert prefilled(shared)[0].tokens == plain.tokens
+    shared.unpin()
+    assert shared.pinned == [] and prefilled(shared)[1] == plain_prefill

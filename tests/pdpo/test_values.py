@@ -9,33 +9,39 @@ import torch
 from salmonn_o1 import decoding as decoding_module
 from salmonn_o1.pdpo.judge import Target, exact_match_judge
 from salmonn_o1.pdpo.pairs import Continuation, continuation_ids, prefix_ids
-from salmonn_o1.pdpo.values import Completion, ModelPolicy, SampledStep, step_values
+from salmonn_o1.pdpo.values import (
+    Completion,
+    CompletionRequest,
+    ModelPolicy,
+    SampledStep,
+    Site,
+    StepRequest,
+    label_sites,
+    step_values,
+)
 
 RATES = {"\n2. The tone is high.<end_of_step>": 0.8, "\n2. The tone is low.<end_of_step>": 0.3}
 
 
 class ScriptedPolicy:
-    """Completions after a step reach answer "A" with that step's known rate."""
+    """Completions after a step reach answer "A" with that step's known rate, each row by its own seed."""
 
     def __init__(self, alternatives=("\n2. The tone is low.<end_of_step>",)):
         self.alternatives = list(alternatives)
-        self.completed = []
+        self.calls = []
 
     def prepare(self, prompt, features):
         return None
 
-    def sample_step(self, context, prefix, seed):
-        return SampledStep(Continuation(self.alternatives.pop(0) if len(self.alternatives) > 1
-                                        else self.alternatives[0]), generated=5)
+    def sample_steps(self, requests):
+        self.calls.append(("steps", len(requests)))
+        return [SampledStep(Continuation(self.alternatives.pop(0) if len(self.alternatives) > 1
+                                         else self.alternatives[0]), generated=5) for _ in requests]
 
-    def complete(self, context, prefix, steps, n, seed):
-        rng = random.Random(seed)
-        self.completed.append((list(prefix), [s.text for s in steps], n))
-        out = []
-        for step in steps:
-            rate = RATES[step.text]
-            out.append([Completion("...", "A" if rng.random() < rate else "C", 3) for _ in range(n)])
-        return out
+    def complete(self, requests):
+        self.calls.append(("complete", len(requests)))
+        return [Completion("...", "A" if random.Random(r.seed).random() < RATES[r.step.text] else "C", 3)
+                for r in requests]
 
 
 TARGET = Target("A", ["red", "green", "blue"])
@@ -66,6 +72,22 @@ def test_an_alternative_equal_to_the_original_is_resampled():
     assert stuck.alternative is None and stuck.alternative_tries == 3 and stuck.generated == 15
 
 
+def test_only_the_sites_whose_sample_equals_the_original_are_retried():
+    """The alternatives of all steps in one call, then only the rows that sampled the original again;
+    the completions of every (step, branch) in calls of batch_size rows."""
+    policy = ScriptedPolicy(["\n2. The tone is low.<end_of_step>", "\n2.  The tone is high.<end_of_step>",
+                             "\n2. The tone is low.<end_of_step>", "\n2. The tone is low.<end_of_step>"])
+    sites = [Site(None, [], ORIGINAL, TARGET, (0, "q", p, 1)) for p in range(3)]
+    values = label_sites(policy, sites, num_rollouts=4, batch_size=8)
+    assert [v.alternative_tries for v in values] == [1, 2, 1]
+    assert policy.calls == [("steps", 3), ("steps", 1), ("complete", 8), ("complete", 8), ("complete", 8)]
+    # A site's values depend on its key only: alone, in another batch size, with other sites.
+    for i, site in enumerate(sites):
+        alone = label_sites(ScriptedPolicy(), [site], num_rollouts=4, batch_size=3)[0]
+        assert (alone.original, alone.original_answers) == (values[i].original, values[i].original_answers)
+        assert alone.alternative_answers == values[i].alternative_answers
+
+
 def test_judge_reads_the_answer_turn_then_the_reasoning():
     assert exact_match_judge("", "B", Target("B", ["x", "y"])).correct
     assert exact_match_judge("1. So the answer is B.", "hmm", Target("B", ["x", "y"])).correct
@@ -86,10 +108,14 @@ def test_model_policy_continues_from_the_prefix(pipeline, synth_features, monkey
         return real_decode(model, embeds, mask, *args, **kwargs)
 
     monkeypatch.setattr(decoding_module, "decode", spy)
-    sampled = policy.sample_step(context, prefix, seed=0)
+    [sampled] = policy.sample_steps([StepRequest(context, prefix, seed=0)])
     expected_ids = context.prompt_ids + prefix_ids(pipeline.processor, prefix)
     expected = pipeline.model.splice_media(torch.tensor([expected_ids]), [context.media])
-    assert torch.equal(calls[0][0], expected) and calls[0][1].sum() == len(expected_ids)
+    # The prompt was prefilled once by prepare (pinned): the call feeds only what follows it.
+    pinned = len(context.prompt_ids) - 1
+    assert policy.decoder.pinned[0].ids == tuple(context.prompt_ids[:pinned])
+    assert torch.equal(calls[0][0], expected[:, pinned:]) and calls[0][2].attention_mask.sum() == pinned
+    assert calls[0][1].sum() == len(expected_ids) - pinned
     assert sampled.step is not None and sampled.generated >= 1
 
     calls.clear()
@@ -103,8 +129,10 @@ def test_model_policy_continues_from_the_prefix(pipeline, synth_features, monkey
     # The rows, as ids: the decoder feeds their shared prefix once and only each row's rest after it.
     monkeypatch.setattr(decoding_module.Decoder, "generate", generate_spy)
     steps = [Continuation("\n3. It is green.<end_of_step>"), Continuation("\n3. The answer is A.", ends_turn=True)]
-    completions = policy.complete(context, prefix, steps, n=3, seed=1)
-    assert [len(c) for c in completions] == [3, 3]
+    requests = [CompletionRequest(context, prefix, step, seed=10 * k + r) for k, step in enumerate(steps)
+                for r in range(3)]
+    done = policy.complete(requests)
+    completions = [done[:3], done[3:]]
     row_ids = expected_ids + continuation_ids(pipeline.processor, steps[0])
     closed_ids = expected_ids + continuation_ids(pipeline.processor, steps[1]) + policy.follow_up
     assert rows_seen == [[row_ids] * 3, [closed_ids] * 3]
@@ -112,3 +140,7 @@ def test_model_policy_continues_from_the_prefix(pipeline, synth_features, monkey
     assert all(c.reasoning == "".join(prefix) + steps[1].text for c in completions[1])
     assert all(c.reasoning.startswith("".join(prefix) + steps[0].text) for c in completions[0])
     assert all(1 <= c.generated <= 8 for c in completions[0])
+    # Each row by its own seed: the same rows one at a time give the same completions, pinned prompt or not.
+    assert [policy.complete([r])[0] for r in requests] == done
+    policy.release()
+    assert policy.decoder.pinned == [] and [policy.complete([r])[0] for r in requests] == done

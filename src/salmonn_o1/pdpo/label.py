@@ -3,7 +3,9 @@
 At every selected step k of a path, the policy samples one alternative step
 from the same prefix (steps 1..k-1), then N completions from the original and
 from the alternative branch; a branch's value is the fraction of completions
-that reach the reference answer (`values.step_values`).
+that reach the reference answer (`values.label_sites`). Questions are valued
+together until their selected steps fill `batch_size` rows; each row is seeded
+by its question, path and step, so the records do not depend on the batching.
 
     label.jsonl: one `LabelRecord` per selected question
 """
@@ -25,7 +27,6 @@ from salmonn_o1.pdpo.folder import (
     need_model,
     open_stage,
     progress_bar,
-    question_seed,
     stage_file,
     total_cost,
 )
@@ -35,7 +36,7 @@ from salmonn_o1.pdpo.pairs import Continuation
 from salmonn_o1.pdpo.questions import PDPOQuestion
 from salmonn_o1.pdpo.select import SelectRecord
 from salmonn_o1.pdpo.sharding import my_file, my_share
-from salmonn_o1.pdpo.values import ModelPolicy, StepValues, step_values
+from salmonn_o1.pdpo.values import ModelPolicy, Site, StepValues, label_sites
 from salmonn_o1.records import RecordWriter, read_records
 from salmonn_o1.train.recipe import PDPOSettings
 
@@ -92,26 +93,47 @@ class LabelRecord:
                    [StepLabel.from_dict(s) for s in record["steps"]], Cost(**record["cost"]))
 
 
-def label_question(policy: ModelPolicy, selected: SelectRecord, settings: PDPOSettings,
-                   judge: Judge = exact_match_judge) -> LabelRecord:
-    question = selected.question
-    cost = Cost()
-    steps = []
-    todo = [(p, k) for p in selected.paths for k in p.selected]
-    if todo:
-        with count_forward(policy.model, cost):
-            context = policy.prepare(question.prompt, load_features(question.media, policy.processor))
+def label_questions(policy: ModelPolicy, selected: list[SelectRecord], settings: PDPOSettings,
+                    judge: Judge = exact_match_judge) -> list[LabelRecord]:
+    """The label records of several questions, their steps valued together (`values.label_sites`,
+    settings.batch_size rows a call): each row is seeded by its question, path, step (and try, or
+    branch and rollout), so the records are those of one question at a time, at any batch size."""
+    costs = [Cost() for _ in selected]
+    sites, where = [], []
+    try:
+        for q, record in enumerate(selected):
+            question = record.question
+            todo = [(p, k) for p in record.paths for k in p.selected]
+            if not todo:
+                continue
+            with count_forward(policy.model, costs[q]):  # the prompt's prefill, once for all its calls
+                context = policy.prepare(question.prompt, load_features(question.media, policy.processor))
             for path, k in todo:
                 last = k == len(path.segments) - 1
                 original = Continuation(path.segments[k], last and path.ends_turn)
-                values = step_values(policy, context, path.segments[:k], original, question.target,
-                                     settings.rollouts, question_seed(settings.seed, question.id, path.index, k),
-                                     judge, settings.alternative_tries)
-                cost.generated_tokens += values.generated
-                steps.append(StepLabel.of(path.index, path.correct, k,
-                                          path.scores[k] if path.scores is not None else None,
-                                          path.segments[:k], values))
-    return LabelRecord(question, question.prompt, selected.selection, steps, cost)
+                sites.append(Site(context, path.segments[:k], original, question.target,
+                                  (settings.seed, question.id, path.index, k), costs[q]))
+                where.append((q, path, k))
+        values = label_sites(policy, sites, settings.rollouts, judge, settings.alternative_tries,
+                             settings.batch_size)
+    finally:
+        policy.release()
+    steps: list[list[StepLabel]] = [[] for _ in selected]
+    for (q, path, k), v in zip(where, values):
+        costs[q].generated_tokens += v.generated
+        steps[q].append(StepLabel.of(path.index, path.correct, k, path.scores[k] if path.scores is not None else None,
+                                     path.segments[:k], v))
+    return [LabelRecord(r.question, r.question.prompt, r.selection, s, c) for r, s, c in zip(selected, steps, costs)]
+
+
+def label_question(policy: ModelPolicy, selected: SelectRecord, settings: PDPOSettings,
+                   judge: Judge = exact_match_judge) -> LabelRecord:
+    return label_questions(policy, [selected], settings, judge)[0]
+
+
+def selected_steps(record: dict[str, Any]) -> int:
+    """The steps a select record branches (the rows of its alternatives' batch)."""
+    return sum(len(p["selected"]) for p in record["paths"])
 
 
 def run_label(out_dir: str | Path, pipeline, settings: PDPOSettings, judge: Judge = exact_match_judge,
@@ -126,8 +148,12 @@ def run_label(out_dir: str | Path, pipeline, settings: PDPOSettings, judge: Judg
                          settings.max_new_tokens, settings.answer_max_new_tokens, settings.max_step_tokens)
     writer = RecordWriter(my_file(path))
     started = time.perf_counter()
-    for record in progress_bar(todo, "label", progress):
-        writer.write([label_question(policy, SelectRecord.from_dict(record), settings, judge).to_dict()])
+    pending: list[SelectRecord] = []  # questions valued together: their steps fill settings.batch_size
+    for number, record in enumerate(progress_bar(todo, "label", progress), start=1):
+        pending.append(SelectRecord.from_dict(record))
+        if number == len(todo) or sum(map(selected_steps, todo[number - len(pending):number])) >= settings.batch_size:
+            writer.write([r.to_dict() for r in label_questions(policy, pending, settings, judge)])
+            pending = []
     return finish_stage(out_dir, "label", len(todo), started, lambda n, s: label_summary(read_records(path), n, s))
 
 

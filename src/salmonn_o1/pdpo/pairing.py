@@ -99,6 +99,24 @@ def question_pairs(labelled: LabelRecord, rollout: QuestionRollout | None, setti
     return pairs
 
 
+def reference_pass(pipeline, objective, pending: list[tuple[str, list[dict[str, Any]]]],
+                   settings: PDPOSettings) -> list[Cost]:
+    """Reference log-probs of several questions' pairs, in batches of batch_size sequences (a pair is two),
+    stored in the records in place; each question's share of the forwards (by its pairs)."""
+    weights = [len(records) for _, records in pending]
+    if objective is None or not sum(weights):
+        return [Cost() for _ in pending]
+    cost = Cost()
+    with count_forward(pipeline.model, cost):
+        scored = precompute_reference_logps(pipeline.model, objective, [r for _, rs in pending for r in rs],
+                                            batch_size=max(1, settings.batch_size // 2))
+    start = 0
+    for _, records in pending:
+        records[:] = scored[start:start + len(records)]
+        start += len(records)
+    return cost.split(weights)
+
+
 def run_pairs(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: bool = True) -> dict[str, Any]:
     """Stage 4 from out_dir/label.jsonl and rollout.jsonl (resumable); returns the stage summary.
 
@@ -117,16 +135,18 @@ def run_pairs(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: b
     objective = DPOObjective(pipeline.processor) if settings.reference_logps else None
     writer, ledger = RecordWriter(my_file(path)), RecordWriter(my_file(ledger_path))
     started = time.perf_counter()
-    for record in progress_bar(todo, "pairs", progress):
+    pending: list[tuple[str, list[dict[str, Any]]]] = []  # questions scored together: pairs fill batch_size
+    for number, record in enumerate(progress_bar(todo, "pairs", progress), start=1):
         rollout = rollouts.get(record["id"])
         rollout = QuestionRollout.from_dict(rollout) if rollout is not None and "error" not in rollout else None
-        records = [p.to_dict() for p in question_pairs(LabelRecord.from_dict(record), rollout, settings)]
-        cost = Cost()
-        if objective is not None and records:
-            with count_forward(pipeline.model, cost):
-                records = precompute_reference_logps(pipeline.model, objective, records)
-        writer.write(records)
-        ledger.write([{"id": record["id"], "pairs": len(records), "cost": cost.to_dict()}])
+        pending.append((record["id"], [p.to_dict() for p in question_pairs(LabelRecord.from_dict(record), rollout,
+                                                                             settings)]))
+        if number < len(todo) and 2 * sum(len(r) for _, r in pending) < settings.batch_size:
+            continue
+        for (question_id, records), cost in zip(pending, reference_pass(pipeline, objective, pending, settings)):
+            writer.write(records)
+            ledger.write([{"id": question_id, "pairs": len(records), "cost": cost.to_dict()}])
+        pending = []
     return finish_stage(out_dir, "pairs", len(todo), started, lambda n, s: pairs_summary(
         read_records(path), labels, read_records(ledger_path), out_dir, n, s), files={"pairs": "question_id",
                                                                                      "pairs_questions": "id"})
