@@ -335,3 +335,14 @@ def test_the_research_import_finder_sees_statements_and_dotted_names():
     found = [(names[-1], line, in_function) for names, line, in_function in collector.found]
     assert found == [("salmonn_o1_mini.recall", 1, False), ("salmonn_o1_mini.recall", 3, True),
                      ("salmonn_o1_mini.recall.SeedRecall", 4, True)]
+
+
+def test_test_modules_have_unique_names():
+    """The test folders are not packages, so pytest imports each test file by its bare name: two files
+    with one name (tests/pdpo/test_loss.py and tests/grpo/test_loss.py) break collection of the whole
+    suite, though each folder passes alone."""
+    tests = Path(__file__).parent
+    seen: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert not {name: paths for name, paths in seen.items() if len(paths) > 1}
