@@ -15,13 +15,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch.utils.data import Dataset
 
 from salmonn_o1.errors import DataError
 from salmonn_o1.grpo.objective import GRPOObjective
 from salmonn_o1.pdpo.loss import disable_dropout, has_adapters
 from salmonn_o1.pdpo.questions import PDPOQuestion, load_questions
+from salmonn_o1.train.batching import epoch_order
 from salmonn_o1.train.recipe import GRPOSettings, Recipe, load_recipe
 from salmonn_o1.train.trainer import Trainer, TrainResult
 
@@ -33,11 +33,7 @@ class PlannedQuestions(Dataset):
         if not questions:
             raise DataError("grpo.questions: no questions")
         self.questions = questions
-        rng = np.random.default_rng(seed)
-        order: list[int] = []
-        while len(order) < total:
-            order += rng.permutation(len(questions)).tolist()
-        self.order = order[:total]
+        self.order = epoch_order(len(questions), total, seed)
 
     def __len__(self) -> int:
         return len(self.order)

@@ -149,11 +149,13 @@ def run_label(out_dir: str | Path, pipeline, settings: PDPOSettings, judge: Judg
     writer = RecordWriter(my_file(path))
     started = time.perf_counter()
     pending: list[SelectRecord] = []  # questions valued together: their steps fill settings.batch_size
+    steps = 0
     for number, record in enumerate(progress_bar(todo, "label", progress), start=1):
         pending.append(SelectRecord.from_dict(record))
-        if number == len(todo) or sum(map(selected_steps, todo[number - len(pending):number])) >= settings.batch_size:
+        steps += selected_steps(record)
+        if number == len(todo) or steps >= settings.batch_size:
             writer.write([r.to_dict() for r in label_questions(policy, pending, settings, judge)])
-            pending = []
+            pending, steps = [], 0
     return finish_stage(out_dir, "label", len(todo), started, lambda n, s: label_summary(read_records(path), n, s))
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch.utils.data import Dataset
 
 from salmonn_o1.errors import DataError
+from salmonn_o1.launch import current_processes
 from salmonn_o1.pdpo.folder import stage_file
 from salmonn_o1.pdpo.label import run_label
 from salmonn_o1.pdpo.loss import has_adapters, precompute_reference_logps
@@ -31,8 +31,8 @@ from salmonn_o1.pdpo.pairing import run_pairs
 from salmonn_o1.pdpo.questions import load_questions
 from salmonn_o1.pdpo.rollout import run_rollout
 from salmonn_o1.pdpo.select import run_select
-from salmonn_o1.pdpo.sharding import current_processes
 from salmonn_o1.records import read_records
+from salmonn_o1.train.batching import epoch_order
 from salmonn_o1.train.recipe import PDPOSettings, Recipe, load_recipe
 from salmonn_o1.train.trainer import Trainer, TrainResult
 
@@ -45,11 +45,7 @@ class PlannedPairs(Dataset):
             raise DataError("no preference pairs: the policy answered every kept question the same way in all "
                             "paths, or no question was kept (more questions, more paths or a weaker policy help)")
         self.pairs = pairs
-        rng = np.random.default_rng(seed)
-        order: list[int] = []
-        while len(order) < total:
-            order += rng.permutation(len(pairs)).tolist()
-        self.order = order[:total]
+        self.order = epoch_order(len(pairs), total, seed)
 
     def __len__(self) -> int:
         return len(self.order)

@@ -14,6 +14,16 @@ import numpy as np
 from torch.utils.data import Sampler
 
 
+def epoch_order(size: int, total: int, seed: int) -> list[int]:
+    """`total` indices into `size` items: seeded shuffles of them, one after another (every item once
+    per epoch), cut at `total`. pDPO's pairs and GRPO's questions are planned so."""
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    while len(order) < total:
+        order += rng.permutation(size).tolist()
+    return order[:total]
+
+
 class PlannedBatches(Sampler[list[int]]):
     """Fixed batches over positions 0..n-1 (n a multiple of batch_size)."""
 
