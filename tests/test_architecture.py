@@ -35,6 +35,7 @@ LAYER_OF = {
     "salmonn_o1.reasoning": "foundation",
     "salmonn_o1.components": "foundation",  # resolves recipe components by name at run time
     "salmonn_o1.runtime": "foundation",  # the process's CPU threads, set once at start-up
+    "salmonn_o1.launch": "foundation",  # the accelerate launch a process runs in: rank, device, collectives
     "salmonn_o1.messages": "foundation",  # typed chat content items -> our text chat + its media input
     "salmonn_o1.remote_code": "foundation",  # the auto_map and shim modules a saved config carries
     "salmonn_o1.config": "config",

@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from salmonn_o1.inference import DEFAULT_MODEL_DIR
+from salmonn_o1.launch import Processes
 from salmonn_o1.pdpo.folder import STAGES, finish_stage, held_ids, merge_shards
-from salmonn_o1.pdpo.sharding import Processes, in_share, my_file, my_share, shard_file, shard_files
+from salmonn_o1.pdpo.sharding import in_share, my_file, my_share, shard_file, shard_files
 from salmonn_o1.records import RecordWriter, read_records
 
 ROOT = Path(__file__).parents[2]

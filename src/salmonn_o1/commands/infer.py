@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from salmonn_o1.commands.common import (
     add_generation_arguments,
@@ -15,6 +14,7 @@ from salmonn_o1.commands.common import (
     load_pipeline,
 )
 from salmonn_o1.data.benchmarks import FORMATS
+from salmonn_o1.launch import current_processes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,18 +55,10 @@ def run(args: argparse.Namespace) -> int:
     read_items(args.data)  # a malformed file fails here, before any model is loaded
     if args.majority is not None and args.no_reasoning:
         raise DataError("--majority votes over sampled reasoning paths; it cannot be used with --no-reasoning")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    state = None
-    if world_size > 1:
-        import torch
-        from accelerate import PartialState
-
-        # CPU runs (gloo) must say so: `accelerate launch --multi_gpu` on a machine without CUDA.
-        state = PartialState(cpu=not torch.cuda.is_available())
-        rank, world_size = state.process_index, state.num_processes
-        if args.device == "auto" and state.device.type == "cuda":
-            args.device = str(state.device)
+    processes = current_processes()  # an `accelerate launch`: this process's share of the items
+    rank, world_size = processes.rank, processes.world_size
+    if args.device == "auto":
+        args.device = processes.device
     # The main process locks and prepares the output before any model is loaded; the
     # other processes learn its verdict, so a refused run stops everywhere.
     lock = OutputLock(args.out) if rank == 0 else None
@@ -77,10 +69,8 @@ def run(args: argparse.Namespace) -> int:
             prepare_output(args.out, args.data, overwrite=args.overwrite, retry_errors=args.retry_errors)
         except SalmonnError as error:
             problem = error
-    if state is not None:
-        from accelerate.utils import broadcast_object_list
-
-        verdict = broadcast_object_list([str(problem) if problem is not None else None], from_process=0)[0]
+    if processes.launched:
+        verdict = processes.broadcast(str(problem) if problem is not None else None)
         if verdict is not None and problem is None:
             problem = DataError(verdict)
     if problem is not None:
@@ -95,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
             reasoning=not args.no_reasoning, generation=generation, rank=rank, world_size=world_size,
             progress=not args.quiet, majority=args.majority,
         )
-        if state is not None:
-            state.wait_for_everyone()
-            if state.is_main_process:
+        if processes.launched:
+            processes.barrier()
+            if processes.is_main:
                 merge_parts(args.out)
     finally:
         if lock is not None:

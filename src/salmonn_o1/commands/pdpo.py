@@ -107,13 +107,13 @@ def run(args: argparse.Namespace) -> int:
 
     from salmonn_o1.commands.common import load_pipeline
     from salmonn_o1.errors import ensure_writable_dir
+    from salmonn_o1.launch import current_processes
     from salmonn_o1.pdpo.folder import require_previous
     from salmonn_o1.pdpo.label import run_label
     from salmonn_o1.pdpo.pairing import run_pairs
     from salmonn_o1.pdpo.questions import load_questions
     from salmonn_o1.pdpo.rollout import run_rollout
     from salmonn_o1.pdpo.select import run_select
-    from salmonn_o1.pdpo.sharding import current_processes
 
     settings = settings_from_args(args)
     progress = not args.quiet

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from salmonn_o1.errors import DataError
+from salmonn_o1.launch import Processes, current_processes
 from salmonn_o1.pdpo.costs import Cost
-from salmonn_o1.pdpo.sharding import Processes, current_processes, shard_files
+from salmonn_o1.pdpo.sharding import shard_files
 from salmonn_o1.records import RecordWriter, replace_file
 from salmonn_o1.train.recipe import PDPOSettings
 
