@@ -27,11 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from salmonn_o1.decoding import Decoder
+from salmonn_o1.decoding import Decoder, ProtocolIds
 from salmonn_o1.generation import SamplingConfig
 from salmonn_o1.grpo.loss import group_advantages, grpo_loss, token_logps
 from salmonn_o1.grpo.rewards import Reward, path_reward
 from salmonn_o1.model.media_batch import MediaBatch
+from salmonn_o1.pdpo.costs import unwrapped
 from salmonn_o1.pdpo.folder import question_seed
 from salmonn_o1.pdpo.loss import adapters_disabled, disable_dropout, has_adapters
 from salmonn_o1.pdpo.media import FeatureCache
@@ -40,12 +41,6 @@ from salmonn_o1.pdpo.steps import clean_generated
 from salmonn_o1.processor import MediaFeatures, SalmonnO1Processor
 from salmonn_o1.prompts import DEFAULT_REASONING_PROMPT, format_question
 from salmonn_o1.train.recipe import GRPOSettings
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
 
 
 @dataclass
@@ -82,6 +77,7 @@ class GRPOObjective:
         self.features = FeatureCache(processor, media_cache_size)
         self.generated_total = 0  # tokens sampled over the run (reasoning + answer), resumed from checkpoints
         self._dropout_off: set[int] = set()
+        self._follow_up = list(ProtocolIds.from_tokenizer(processor.tokenizer).follow_up)  # between the turns
 
     # ---- state the Trainer checkpoints ----
     def state_dict(self) -> dict[str, Any]:
@@ -102,7 +98,7 @@ class GRPOObjective:
                 "features": [self.features(q.media) for q in questions]}
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        policy = _unwrap(model)
+        policy = unwrapped(model)
         if id(policy) not in self._dropout_off:  # sampling and scoring must see one distribution
             disable_dropout(policy)
             self._dropout_off.add(id(policy))
@@ -178,7 +174,6 @@ class GRPOObjective:
             rewards = [path_reward(r, a, question.target, settings.format_weight) for r, a in zip(reasoning, answers)]
             groups.append(Group(question, prompts[i], [list(first.tokens[k]) for k in span],
                                 [list(second.tokens[k]) for k in span], reasoning, answers, rewards))
-        self._follow_up = list(decoder.ids.follow_up)
         return groups
 
     def _text(self, tokens: list[int], stop_ids) -> str:
@@ -223,10 +218,7 @@ class GRPOObjective:
         out = []
         for q, group in enumerate(groups):
             prompt = torch.tensor([group.prompt_ids], device=device)
-            media = prompt == inner.config.media_token_id
-            prompt_embeds = embed(prompt.masked_fill(media, 0))
-            if sequences[q] is not None:
-                prompt_embeds[0, media[0].nonzero().squeeze(1)] = sequences[q].to(prompt_embeds.dtype)
+            prompt_embeds = inner.splice_media(prompt, [sequences[q]])
             length = prompt.shape[1]
             head = model(inputs_embeds=prompt_embeds, attention_mask=torch.ones_like(prompt),
                          position_ids=torch.arange(length, device=device)[None], cache=DynamicCache(),

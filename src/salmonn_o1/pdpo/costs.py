@@ -58,7 +58,7 @@ class Cost:
         return asdict(self)
 
 
-def _unwrapped(model: nn.Module) -> nn.Module:
+def unwrapped(model: nn.Module) -> nn.Module:
     """The model itself under distributed / compiled wrappers (which keep it in `.module`)."""
     while hasattr(model, "module") and isinstance(model.module, nn.Module):
         model = model.module
@@ -83,7 +83,7 @@ def count_forward(model: nn.Module | None, cost: Cost) -> Iterator[Cost]:
             if x.shape[1] > 1:
                 cost.prefill_positions += int(x.shape[0] * x.shape[1])
 
-    handle = _unwrapped(model).register_forward_hook(hook, with_kwargs=True)
+    handle = unwrapped(model).register_forward_hook(hook, with_kwargs=True)
     try:
         yield cost
     finally:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salmonn_o1.chat import IGNORE_INDEX
+from salmonn_o1.pdpo.costs import unwrapped
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,13 +106,6 @@ def disable_dropout(model: nn.Module) -> int:
     return changed
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """Through DDP / accelerate wrappers to the model itself."""
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
-
-
 def _adapter_layers(model: nn.Module) -> list[nn.Module]:
     try:
         from peft.tuners.tuners_utils import BaseTunerLayer
@@ -121,14 +115,14 @@ def _adapter_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def has_adapters(model: nn.Module) -> bool:
-    return bool(_adapter_layers(_unwrap(model)))
+    return bool(_adapter_layers(unwrapped(model)))
 
 
 @contextmanager
 def adapters_disabled(model: nn.Module) -> Iterator[None]:
     """The base (reference) model: peft's `disable_adapter()` for a PeftModel, else
     every LoRA layer switched off by hand (LoRA on a submodule such as the LLM)."""
-    inner = _unwrap(model)
+    inner = unwrapped(model)
     if hasattr(inner, "disable_adapter") and hasattr(inner, "peft_config"):
         with inner.disable_adapter():
             yield
