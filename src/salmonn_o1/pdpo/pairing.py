@@ -136,17 +136,19 @@ def run_pairs(out_dir: str | Path, pipeline, settings: PDPOSettings, progress: b
     writer, ledger = RecordWriter(my_file(path)), RecordWriter(my_file(ledger_path))
     started = time.perf_counter()
     pending: list[tuple[str, list[dict[str, Any]]]] = []  # questions scored together: pairs fill batch_size
+    sequences = 0  # a pair is two
     for number, record in enumerate(progress_bar(todo, "pairs", progress), start=1):
         rollout = rollouts.get(record["id"])
         rollout = QuestionRollout.from_dict(rollout) if rollout is not None and "error" not in rollout else None
-        pending.append((record["id"], [p.to_dict() for p in question_pairs(LabelRecord.from_dict(record), rollout,
-                                                                             settings)]))
-        if number < len(todo) and 2 * sum(len(r) for _, r in pending) < settings.batch_size:
+        records = [p.to_dict() for p in question_pairs(LabelRecord.from_dict(record), rollout, settings)]
+        pending.append((record["id"], records))
+        sequences += 2 * len(records)
+        if number < len(todo) and sequences < settings.batch_size:
             continue
         for (question_id, records), cost in zip(pending, reference_pass(pipeline, objective, pending, settings)):
             writer.write(records)
             ledger.write([{"id": question_id, "pairs": len(records), "cost": cost.to_dict()}])
-        pending = []
+        pending, sequences = [], 0
     return finish_stage(out_dir, "pairs", len(todo), started, lambda n, s: pairs_summary(
         read_records(path), labels, read_records(ledger_path), out_dir, n, s), files={"pairs": "question_id",
                                                                                      "pairs_questions": "id"})

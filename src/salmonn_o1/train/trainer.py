@@ -270,7 +270,7 @@ class Trainer:
         tokens, names, started, micro = 0, [], time.perf_counter(), 0
         model.train()
         for packed in batches:
-            if step >= end or getattr(self.objective, "finished", False):  # a resumed run already done
+            if step >= end or self._objective_finished():  # a resumed run already done
                 break
             batch, skipped = packed["batch"], packed["skipped"]
             names += packed["names"]
@@ -311,7 +311,7 @@ class Trainer:
                             writer.add_scalar(f"train/{key}", value, step)
             if self.evaluate and recipe.run.eval_every and step % recipe.run.eval_every == 0:
                 self._evaluate(accelerator, model, step)
-            done = bool(getattr(self.objective, "finished", False))  # e.g. a generation budget spent
+            done = self._objective_finished()  # e.g. a generation budget spent
             if step % recipe.run.save_every == 0 or step == end or done:
                 self._save(accelerator, model, step, skipped_total)
             started = time.perf_counter()  # evaluation and saving are not training throughput
@@ -321,7 +321,7 @@ class Trainer:
         if writer is not None:
             writer.close()
         final = None
-        if step >= recipe.optim.max_steps or getattr(self.objective, "finished", False):
+        if step >= recipe.optim.max_steps or self._objective_finished():
             final = final_dir(self.out_dir)
             if accelerator.is_main_process:
                 with writing(final):
@@ -386,6 +386,10 @@ class Trainer:
         if accelerator.is_main_process:
             self._prune()
         accelerator.wait_for_everyone()
+
+    def _objective_finished(self) -> bool:
+        """The objective's own end of the run (optional `finished`: GRPO's spent generation budget)."""
+        return bool(getattr(self.objective, "finished", False))
 
     def _load_objective_state(self, checkpoint: Path) -> None:
         path = checkpoint / "objective_state.json"
