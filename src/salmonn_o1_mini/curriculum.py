@@ -23,6 +23,9 @@ Its devices, each a switch of the source:
   reasoning turn and the answer turn carry the loss (learn the conclusion of a solution);
 - `step_format: lookup`: the cross-modal families' gold steps rewritten as look-ups of the frame
   at a time ("At 9.0 s the screen shows the green square."); other items unchanged.
+- `step_format: checks`: the look-ups, with counting and glitch detection as checks of
+  looked-up facts (a running count at each beep on the asked shape; the thud's time and the
+  falling shape's height in the frame then), `salmonn_o1.data.synthetic.questions.CHECK_STEPS`.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.data.schema import Item
 from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, description_item, text_item_of
 from salmonn_o1.data.synthetic.options import OPTIONS_TASK, option_item
-from salmonn_o1.data.synthetic.questions import LOOKUP_STEPS
+from salmonn_o1.data.synthetic.questions import CHECK_STEPS, LOOKUP_STEPS
 from salmonn_o1.data.synthetic.sft_source import SynthSource
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import MediaFeatures, SalmonnO1Processor
@@ -42,7 +45,7 @@ from salmonn_o1.train.sft_data import STEPS_TARGET
 
 QA_TASK = "qa"
 TASKS = (QA_TASK, DESCRIBE_TASK, TEXT_TASK, OPTIONS_TASK)
-STEP_FORMATS = ("gold", "lookup")
+STEP_FORMATS = ("gold", "lookup", "checks")
 
 
 def mask_leading_steps(input_ids: list[int], labels: list[int], end_of_step_id: int, keep_last: int) -> list[int]:
@@ -97,7 +100,9 @@ class CurriculumSource(SynthSource):
             item = option_item(self.split, self.first_index + index)
         else:
             item = self.sample(index).item
-        if self.step_format == "lookup" and item.extras.get(LOOKUP_STEPS):
+        if self.step_format == "checks" and item.extras.get(CHECK_STEPS):
+            item = replace(item, steps=list(item.extras[CHECK_STEPS]))
+        elif self.step_format in ("lookup", "checks") and item.extras.get(LOOKUP_STEPS):
             item = replace(item, steps=list(item.extras[LOOKUP_STEPS]))
         if self.first_steps and item.steps:
             item = replace(item, steps=item.steps[:self.first_steps], extras={**item.extras, STEPS_TARGET: True})

@@ -7,9 +7,13 @@
 
 Each variant's predictions are cached under --work (append-and-resume), so a
 rerun only scores. Accuracy per category with 95% Wilson intervals, paired
-exact McNemar tests and bootstrap intervals against the baseline, the chance
-level per category, the pDPO cost table from pDPO stage summaries, and
-training curves from the runs' metrics logs.
+exact McNemar tests and bootstrap intervals against each --baseline (overall,
+the cross-modal families, and with --family-pairs every family), glitch
+detection as detection (precision, recall, F1 with YES = manipulated as the
+positive class, and accuracy per kind of planted glitch), the chance level per
+category, the pDPO cost table from pDPO stage summaries, and training curves
+from the runs' metrics logs. `--split dev --out docs/results-dev.md` writes a
+second report beside the first (its JSON is named after it).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from salmonn_o1.data.schema import Item, read_predictions
-from salmonn_o1.eval.metrics import Accuracy, accuracy, score_predictions
+from salmonn_o1.eval.metrics import Accuracy, accuracy, detection_metrics, score_predictions
 from salmonn_o1.eval.paired import compare
 
 CROSS_MODAL = ("cross_modal_alignment", "cross_modal_counting", "temporal_order")
+GLITCH = "glitch_detection"
+GLITCH_KINDS = (None, "teleport", "colour_change", "early_sound")
 
 
 @dataclass
@@ -96,7 +102,34 @@ def accuracy_section(items: list[Item], variants: list[Variant], paths: dict[str
     return lines, {"accuracy": table, "scores": scores}
 
 
-def paired_section(items: list[Item], variants: list[Variant], baseline: str, scores: dict) -> tuple[list[str], dict]:
+def glitch_section(items: list[Item], variants: list[Variant], scores: dict) -> tuple[list[str], dict]:
+    """Glitch detection as a detector: YES (manipulated) is the positive class, and accuracy per
+    kind of planted glitch ("none" are the unmanipulated clips), so a model that always says one
+    word shows up as such."""
+    members = [i for i, item in enumerate(items) if item.category == GLITCH]
+    if not members:
+        return [], {}
+    kinds = {kind: [i for i in members if items[i].extras.get("glitch") == kind] for kind in GLITCH_KINDS}
+    names = [kind or "none" for kind in GLITCH_KINDS]
+    lines = ["YES (manipulated) is the positive class; an unreadable answer counts as NO. Accuracy per kind of "
+             "planted glitch (%; n in brackets).", "",
+             "| variant | precision | recall | F1 | " + " | ".join(f"{k} ({len(kinds[g])})"
+                                                         for k, g in zip(names, GLITCH_KINDS)) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(names)]
+    table: dict = {}
+    for v in variants:
+        scored = [scores[v.name][i] for i in members]
+        found = detection_metrics([s.gold for s in scored], [s.predicted for s in scored])
+        per_kind = {name: accuracy([scores[v.name][i] for i in kinds[kind]]).value if kinds[kind] else None
+                    for name, kind in zip(names, GLITCH_KINDS)}
+        table[v.name] = {**found.__dict__, "accuracy_by_kind": per_kind}
+        lines.append(f"| {v.name} | {found.precision:.2f} | {found.recall:.2f} | {found.f1:.2f} | "
+                     + " | ".join("-" if per_kind[n] is None else f"{100 * per_kind[n]:.1f}" for n in names) + " |")
+    return lines, table
+
+
+def paired_section(items: list[Item], variants: list[Variant], baseline: str, scores: dict,
+                   families: bool = False) -> tuple[list[str], dict]:
     lines = [f"Paired against **{baseline}** on the same items: accuracy difference (other - baseline) with a "
              "95% paired-bootstrap interval, and the exact McNemar p-value.", "",
              "| variant | subset | n | difference (points) | 95% CI | only baseline right | only variant right "
@@ -105,6 +138,9 @@ def paired_section(items: list[Item], variants: list[Variant], baseline: str, sc
     base = scores[baseline]
     subsets = {"overall": lambda item: True,
                "cross-modal families": lambda item: item.category in CROSS_MODAL}
+    if families:
+        for family in sorted({item.category for item in items}):
+            subsets[family] = lambda item, family=family: item.category == family
     for v in variants:
         if v.name == baseline:
             continue
@@ -206,14 +242,17 @@ def plot_curves(runs: list[str], out_dir: Path) -> list[Path]:
 
 
 def results_json(report: Path) -> Path:
-    """Where the machine-readable results of the report `report` go (beside its PNGs)."""
-    return report.parent / "results" / "results.json"
+    """Where the machine-readable results of the report `report` go (beside its PNGs), named after
+    it: docs/results.md -> docs/results/results.json, docs/results-dev.md -> docs/results/results-dev.json."""
+    return report.parent / "results" / f"{report.stem}.json"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", required=True, help="NAME=MODEL_DIR:reasoning|direct")
-    parser.add_argument("--baseline", help="variant name the others are paired against (default: the first)")
+    parser.add_argument("--baseline", action="append", default=[],
+                        help="variant name the others are paired against (repeatable; default: the first)")
+    parser.add_argument("--family-pairs", action="store_true", help="paired tests per family too")
     parser.add_argument("--split", default="test")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -229,7 +268,11 @@ def main(argv: list[str] | None = None) -> None:
     from salmonn_o1_mini.synth_predict import synth_items
 
     variants = [Variant.parse(v) for v in args.variant]
-    baseline = args.baseline or variants[0].name
+    baselines = args.baseline or [variants[0].name]
+    unknown = [b for b in baselines if b not in {v.name for v in variants}]
+    if unknown:
+        raise SystemExit(f"--baseline {unknown[0]!r} is not a --variant name")
+    baseline = baselines[0]
     out = Path(args.out)
     assets = results_json(out).parent
     assets.mkdir(parents=True, exist_ok=True)
@@ -237,7 +280,11 @@ def main(argv: list[str] | None = None) -> None:
     items = synth_items(args.split, args.n)
     paths, cached = predict(variants, args.split, items, Path(args.work), args.batch_size, args.device, args.dtype)
     acc_lines, acc = accuracy_section(items, variants, paths)
-    paired_lines, paired = paired_section(items, variants, baseline, acc["scores"])
+    paired_lines, paired = [], {}
+    for name in baselines:
+        lines_b, paired[name] = paired_section(items, variants, name, acc["scores"], args.family_pairs)
+        paired_lines += [*lines_b, ""]
+    glitch_lines, glitch = glitch_section(items, variants, acc["scores"])
     overall = {name: accuracy(scored) for name, scored in acc["scores"].items()}
     cost_lines, cost = cost_section(args.pdpo_run, overall, baseline)
     curves = plot_curves(args.run, assets)
@@ -250,7 +297,10 @@ def main(argv: list[str] | None = None) -> None:
              f"{args.n * len(variants)} predictions came from the cache in `{args.work}`). "
              "Do not edit by hand: rerun the command.", "",
              "## Accuracy per category (%, 95% Wilson interval)", "", *acc_lines, "",
-             "## Paired tests", "", *paired_lines, "", "## pDPO cost", "", *cost_lines, ""]
+             "## Paired tests", "", *paired_lines]
+    if glitch_lines:
+        lines += ["## Glitch detection", "", *glitch_lines, ""]
+    lines += ["## pDPO cost", "", *cost_lines, ""]
     if curves:
         lines += ["## Training curves", ""] + [f"![{p.stem}](results/{p.name})" for p in curves] + [""]
     variant_lines = [f"- **{v.name}**: `{v.model}`, {'two-turn reasoning' if v.reasoning else 'direct answer'}"
@@ -262,7 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     out.write_text("\n".join(lines))
     results_json(out).write_text(json.dumps(
         {"variants": [v.__dict__ for v in variants], "n": args.n, "split": args.split,
-         "accuracy": acc["accuracy"], "paired": paired, "pdpo_cost": cost}, indent=2, default=str))
+         "accuracy": acc["accuracy"], "paired": paired[baseline], "paired_by_baseline": paired,
+         "glitch_detection": glitch, "pdpo_cost": cost}, indent=2, default=str))
     print(out.read_text())
 
 

@@ -89,6 +89,23 @@ def test_the_lookup_step_format_rewrites_only_the_cross_modal_targets(processor)
         CurriculumSource(processor, split="train", step_format="lookups", frame_size=32)
 
 
+def test_the_checks_step_format_rewrites_counting_and_glitch_and_keeps_the_other_look_ups(processor):
+    gold = CurriculumSource(processor, split="train", frame_size=32)
+    checks = CurriculumSource(processor, split="train", step_format="checks", frame_size=32)
+    families = set()
+    for i in range(24):
+        plain, rewritten = gold.item(i), checks.item(i)
+        families.add(plain.category)
+        if plain.category in ("cross_modal_counting", "glitch_detection"):
+            assert rewritten.steps == plain.extras["check_steps"] != plain.steps
+        elif plain.category in ("cross_modal_alignment", "temporal_order"):
+            assert rewritten.steps == plain.extras["lookup_steps"]
+        else:
+            assert rewritten.steps == plain.steps
+        assert (rewritten.answer, rewritten.options) == (plain.answer, plain.options)
+    assert {"cross_modal_counting", "glitch_detection", "cross_modal_alignment"} <= families
+
+
 def test_a_lookup_example_targets_the_frame_at_the_sound_then_the_letter(processor):
     """recipes/mini-lookup.yaml's fifth clip (a cross-modal alignment question), word for word."""
     item = CurriculumSource(processor, split="train", first_index=650000, step_format="lookup").item(4)

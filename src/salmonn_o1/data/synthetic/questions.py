@@ -21,6 +21,8 @@ from salmonn_o1.data.synthetic.config import SynthConfig
 from salmonn_o1.data.synthetic.timeline import (
     ANCHOR_SOUNDS,
     COLOURS,
+    DROP_BOTTOM,
+    DROP_TOP,
     GRID,
     LISTED_SOUNDS,
     Scene,
@@ -58,6 +60,9 @@ class Question:
 
 
 LOOKUP_STEPS = "lookup_steps"  # extras key: the cross-modal families' steps as look-ups by time
+# extras key: counting and glitch detection as checks of looked-up facts (`counting_checks`,
+# `glitch_checks`); the other families' look-up steps stay as they are
+CHECK_STEPS = "check_steps"
 
 
 def fmt_time(t: float) -> str:
@@ -246,7 +251,31 @@ def cross_modal_counting(rng: np.random.Generator, config: SynthConfig, target: 
     lookup = [f"Beeps start at {', '.join(fmt_time(s.start) for s in beeps)}."]
     lookup += [screen_at(timeline, s.start) for s in beeps] + conclusion
     question = f"How many beeps played while the {chosen.label} was visible?"
-    return Question(timeline, question, options, letter, steps, {LOOKUP_STEPS: lookup})
+    checks = counting_checks(timeline, chosen, letter)
+    return Question(timeline, question, options, letter, steps, {LOOKUP_STEPS: lookup, CHECK_STEPS: checks})
+
+
+def counting_checks(timeline: Timeline, asked: Scene, letter: str) -> list[str]:
+    """Counting as look-ups with a running count: the beep times, then the frame at each beep,
+    where a frame of the asked shape also says how many such beeps that makes.
+
+    Why: with the plain look-up steps the concluded count disagreed with the model's own screen
+    steps in most answers (the count is a tally over up to a dozen earlier steps, which the
+    4-layer LLM does not learn). Here each step only adds one to the last count it wrote, and
+    the conclusion copies the last count.
+    """
+    beeps = sounds_of(timeline, "beep")
+    steps = [f"Beeps start at {', '.join(fmt_time(s.start) for s in beeps)}."]
+    count = 0
+    for beep in beeps:
+        read = screen_at(timeline, beep.start)
+        scene = scene_at(timeline, beep.start)
+        if scene is asked:
+            count += 1
+            read = f"{read[:-1]}: that makes {count}."
+        steps.append(read)
+    noun = "beep plays" if count == 1 else "beeps play"
+    return steps + [f"So {count} {noun} while the {asked.label} is visible.", f"{count} is option {letter}."]
 
 
 def temporal_order(rng: np.random.Generator, config: SynthConfig, target: int) -> Question:
@@ -406,7 +435,47 @@ def glitch_detection(rng: np.random.Generator, config: SynthConfig, target: int)
                 "A sound cannot come before its cause.",
             ]
         steps.append("So the video is manipulated.")
-    return Question(timeline, GLITCH_QUESTION, [], answer, steps, {"glitch": glitch})
+    return Question(timeline, GLITCH_QUESTION, [], answer, steps,
+                    {"glitch": glitch, CHECK_STEPS: glitch_checks(timeline, drop, anomalies)})
+
+
+def height_word(y: float) -> str:
+    """Where a shape's centre is vertically (0 top, 1 bottom): the falling shape is "at the top"
+    when it appears, "at the bottom" from its landing on, "in the middle" on the way down."""
+    if y >= DROP_BOTTOM - 0.05:
+        return "at the bottom"
+    return "at the top" if y <= DROP_TOP + 0.05 else "in the middle"
+
+
+def glitch_checks(timeline: Timeline, drop: Scene, anomalies: list[tuple[str, Scene, float]]) -> list[str]:
+    """Glitch detection as checks: first the thud looked up and the frame at its time read
+    ("At 4.0 s the green circle is in the middle." - it has not landed, so the sound came before
+    its cause), then motion and colour.
+
+    Why: the sound's time and the frame at a time are the look-ups the miniature model does well;
+    a thud that comes early is then visible in one read frame, where the gold steps ask the model
+    to know the landing time from the motion. Jumps and colour changes have no sound to anchor
+    them, so their steps stay as in the gold format.
+    """
+    (thud,) = sounds_of(timeline, "thud")
+    height = height_word(drop.position(thud.start)[1])
+    steps = [f"The thud plays at {fmt_time(thud.start)}.", f"At {fmt_time(thud.start)} the {drop.label} is {height}."]
+    early = [when for kind, _, when in anomalies if kind == "early_sound"]
+    if early:
+        return steps + ["It has not landed yet: a sound cannot come before its cause.", "So the video is manipulated."]
+    steps.append("The thud comes when it lands.")
+    others = [(kind, scene, when) for kind, scene, when in anomalies if kind != "early_sound"]
+    if not others:
+        return steps + ["Every shape moves smoothly and keeps its colour.",
+                        "Nothing impossible happens, so the video is not manipulated."]
+    kind, scene, when = others[0]
+    if kind == "teleport":
+        steps += [f"At {fmt_time(when)} the {scene.label} jumps to another place without crossing the space between.",
+                  "A real object cannot jump like that."]
+    else:
+        steps += [f"At {fmt_time(when)} the {scene.label} turns {scene.colour_at(when)} while it is moving.",
+                  "A real object does not change colour like that."]
+    return steps + ["So the video is manipulated."]
 
 
 FAMILY_BUILDERS: dict[str, Callable[[np.random.Generator, SynthConfig, int], Question]] = {
