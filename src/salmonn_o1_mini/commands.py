@@ -18,7 +18,8 @@ def register_reproduce(subparsers: argparse._SubParsersAction) -> None:
         description="Runs recipes/mini-perception.yaml (encoders), the LLM's curriculum mini-copy.yaml, "
         "mini-text.yaml (clip descriptions in words) and mini-answer.yaml, mini-ground.yaml (the media), "
         "mini-sft.yaml, mini-options.yaml and mini-letters.yaml (the option letter), mini-lookup.yaml (look-ups "
-        "of the frame at a time), mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps, random and "
+        "of the frame at a time), mini-checks.yaml (counting and glitch detection as checks "
+        "of looked-up facts), mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps, random and "
         "contrastive one-step-per-path selection on shared rollouts), then scores every variant on held-out "
         "AVR-Synth test items. Each run resumes; finished runs are skipped. Stage speeds on 2 CPU cores: "
         "the notebook (src/salmonn_o1_mini/docs/notebook.md).",

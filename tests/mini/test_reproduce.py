@@ -72,10 +72,12 @@ def write_recipes(folder: Path) -> Path:
                "optim": {**SFT["optim"], "max_steps": 5}}
     letters = {**options, "data": SFT["data"], "objective": {"_component_": OPTION_LETTERS, "weight": 1.0}}
     lookup = {**letters, "data": {**letters["data"], "sources": [curriculum(step_format="lookup")]}}
+    checks = {**letters, "data": {**letters["data"], "sources": [
+        curriculum(step_format="checks"), curriculum(families=["glitch_detection"], task="height")]}}
     recipes = {"mini-perception.yaml": PERCEPTION, "mini-copy.yaml": copying, "mini-text.yaml": text,
                "mini-answer.yaml": answer,
                "mini-ground.yaml": ground, "mini-sft.yaml": SFT, "mini-options.yaml": options,
-               "mini-letters.yaml": letters, "mini-lookup.yaml": lookup,
+               "mini-letters.yaml": letters, "mini-lookup.yaml": lookup, "mini-checks.yaml": checks,
                "mini-direct.yaml": direct, "mini-pdpo.yaml": PDPO}
     for name, recipe in recipes.items():
         (folder / name).write_text(yaml.safe_dump(recipe))
@@ -102,15 +104,16 @@ def test_every_variant_is_trained_and_scored(reproduced):
     for variant in results["variants"]:
         assert results["accuracy"][variant["name"]]["overall"]["total"] == 10
     overall = {name: results["accuracy"][name]["overall"]["accuracy"] for name in ("reasoning SFT", "SFT + pDPO")}
-    better = "mini-pdpo" if overall["SFT + pDPO"] >= overall["reasoning SFT"] else "mini-lookup"
+    better = "mini-pdpo" if overall["SFT + pDPO"] >= overall["reasoning SFT"] else "mini-checks"
     assert best == plan.runs / better / "final"
     assert (plan.results.parent / "results" / "curve-mini-sft.png").exists()
-    assert (plan.results.parent / "results" / "curve-mini-lookup.png").exists()
-    for stage, source in (("mini-letters", "mini-options"), ("mini-lookup", "mini-letters")):  # the chain's order
+    assert (plan.results.parent / "results" / "curve-mini-checks.png").exists()
+    for stage, source in (("mini-letters", "mini-options"), ("mini-lookup", "mini-letters"),
+                          ("mini-checks", "mini-lookup")):  # the chain's order
         recipe = yaml.safe_load((plan.runs / stage / "recipe.yaml").read_text())
         assert recipe["model"]["source"] == str(plan.runs / source / "final")
     pdpo_recipe = yaml.safe_load((plan.runs / "mini-pdpo" / "recipe.yaml").read_text())
-    assert pdpo_recipe["model"]["source"] == str(plan.runs / "mini-lookup" / "final")
+    assert pdpo_recipe["model"]["source"] == str(plan.runs / "mini-checks" / "final")
 
 
 def test_selections_share_rollouts_and_all_steps_costs_most(reproduced):
@@ -182,7 +185,7 @@ def test_scoring_with_an_explicit_device_and_dtype_matches_the_default_on_a_cpu(
     from salmonn_o1_mini import results
 
     plan, _ = reproduced
-    sft = plan.runs / "mini-lookup" / "final"
+    sft = plan.runs / "mini-checks" / "final"
     results.main(["--variant", f"reasoning SFT={sft}:reasoning", "--n", "10", "--device", "cpu",
                   "--dtype", "float32", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "results.md")])
     mine = (tmp_path / "work" / "reasoning-sft.jsonl").read_text().splitlines()
