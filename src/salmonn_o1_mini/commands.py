@@ -31,7 +31,9 @@ def register_reproduce(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES),
                         help="pDPO step selections to train (top1: contrastive, one step per path)")
     parser.add_argument("--no-direct", action="store_true", help="skip the direct-answer variant")
-    parser.add_argument("--results", default="docs/results.md", help="report to write")
+    parser.add_argument("--results", default="docs/results.md", help="report to write (test split)")
+    parser.add_argument("--dev-results", default="docs/results-dev.md",
+                        help="the same report on the dev split ('' to skip it)")
     parser.add_argument("--grpo", action="store_true",
                         help="also train GRPO (recipes/mini-grpo.yaml) with the contrastive pDPO run's generated "
                              "tokens as its budget, and write --grpo-results (SFT vs pDPO vs GRPO, test and dev)")
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     ship = None if args.ship is None else (DEFAULT_MODEL_DIR if args.ship == "default" else Path(args.ship))
     plan = MiniPlan(recipes=Path(args.recipes), runs=Path(args.runs), n=args.n, strategies=tuple(args.strategies),
-                    direct=not args.no_direct, results=Path(args.results), ship=ship,
+                    direct=not args.no_direct, results=Path(args.results),
+                    dev_results=Path(args.dev_results) if args.dev_results else None, ship=ship,
                     force=args.force, grpo=args.grpo, grpo_results=Path(args.grpo_results))
     best = reproduce_mini(plan)
     print(f"best reasoning model on the test split: {best}" + (f"; shipped to {ship}" if ship else ""))

@@ -8,18 +8,15 @@ trained from scratch could learn one at a time.
         - component:
             _component_: salmonn_o1_mini.curriculum.CurriculumSource
             split: train
-            task: text             # qa | describe | text | options | height
+            task: text             # qa | describe | text | options
             families: [cross_modal_counting]
             first_steps: 1
 
 Its devices, each a switch of the source:
 - `task`: "qa" (the clip's own question), "describe" (a dense description of the timeline as the
   target: perception alignment), "text" (the question asked about the description in words, no
-  media: reasoning learnt from short text), "options" (no clip: "Which option is the purple
-  circle?", the option-letter look-up alone) or "height" (glitch clips only: "Where is the green
-  circle at 3.5 s?" -> "At 3.5 s the green circle is in the middle.", the falling shape's height
-  read at a time drawn so that top, middle and bottom come equally often: the glitch check's
-  read, which the model otherwise learns from a target that says "at the bottom" five times in six);
+  media: reasoning learnt from short text) or "options" (no clip: "Which option is the purple
+  circle?", the option-letter look-up alone);
 - `families`: only these question families;
 - `first_steps: k`: the target is only the first k gold steps, one turn (a copy to learn first);
 - `loss_last_steps: k`: the earlier steps stay in the input but only the last k steps of the
@@ -35,24 +32,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.data.schema import Item
-from salmonn_o1.data.synthetic.dataset import SynthSample
 from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, description_item, text_item_of
 from salmonn_o1.data.synthetic.options import OPTIONS_TASK, option_item
-from salmonn_o1.data.synthetic.questions import CHECK_STEPS, LOOKUP_STEPS, fmt_time, height_word
+from salmonn_o1.data.synthetic.questions import CHECK_STEPS, LOOKUP_STEPS
 from salmonn_o1.data.synthetic.sft_source import SynthSource
-from salmonn_o1.data.synthetic.timeline import GRID
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import MediaFeatures, SalmonnO1Processor
 from salmonn_o1.prompts import END_OF_STEP
 from salmonn_o1.train.sft_data import STEPS_TARGET
 
 QA_TASK = "qa"
-HEIGHT_TASK = "height"
-TASKS = (QA_TASK, DESCRIBE_TASK, TEXT_TASK, OPTIONS_TASK, HEIGHT_TASK)
+TASKS = (QA_TASK, DESCRIBE_TASK, TEXT_TASK, OPTIONS_TASK)
 STEP_FORMATS = ("gold", "lookup", "checks")
 
 
@@ -74,30 +66,6 @@ def mask_leading_steps(input_ids: list[int], labels: list[int], end_of_step_id: 
     cut = ends[len(ends) - keep_last - 1] + 1
     labels[start:cut] = [IGNORE_INDEX] * (cut - start)
     return labels
-
-
-def height_item(sample: SynthSample) -> Item:
-    """A glitch clip asked where its falling shape is at one of its frames (see the module docstring).
-
-    The height (top, middle, bottom) is drawn uniformly among those the shape shows, then a frame
-    with that height, from a generator seeded by the clip, so the item is the same on every run.
-    """
-    drop = next((scene for scene in sample.timeline.scenes if scene.impact is not None), None)
-    if drop is None:
-        raise RecipeError(f"curriculum task {HEIGHT_TASK}: {sample.item.id} has no falling shape "
-                          "(use families: [glitch_detection])")
-    frames = np.arange(drop.start, drop.end - 1e-9, GRID)
-    by_height: dict[str, list[float]] = {}
-    for t in frames:
-        by_height.setdefault(height_word(drop.position(float(t))[1]), []).append(float(t))
-    rng = np.random.default_rng(int(sample.item.id.rsplit("-", 1)[1]))
-    heights = sorted(by_height)
-    times = by_height[heights[int(rng.integers(len(heights)))]]
-    t = times[int(rng.integers(len(times)))]
-    step = f"At {fmt_time(t)} the {drop.label} is {height_word(drop.position(t)[1])}."
-    return Item(id=f"{sample.item.id}-height", video=None, question=f"Where is the {drop.label} at {fmt_time(t)}?",
-                options=[], answer="", steps=[step], category=HEIGHT_TASK, source=sample.item.source,
-                extras={**sample.item.extras, "task": HEIGHT_TASK, STEPS_TARGET: True})
 
 
 class CurriculumSource(SynthSource):
@@ -130,8 +98,6 @@ class CurriculumSource(SynthSource):
             item = text_item_of(self.sample(index))
         elif self.task == OPTIONS_TASK:
             item = option_item(self.split, self.first_index + index)
-        elif self.task == HEIGHT_TASK:
-            item = height_item(self.sample(index))
         else:
             item = self.sample(index).item
         if self.step_format == "checks" and item.extras.get(CHECK_STEPS):

@@ -73,6 +73,7 @@ class MiniPlan:
     strategies: tuple[str, ...] = STRATEGIES
     direct: bool = True
     results: Path = Path("docs/results.md")
+    dev_results: Path | None = Path("docs/results-dev.md")  # the same variants on the dev split
     ship: Path | None = None
     force: bool = False  # let --ship replace a folder that is not a shipped model
     grpo: bool = False  # also GRPO at pDPO's generation budget, reported in grpo_results
@@ -155,8 +156,9 @@ def grpo_report_arguments(plan: MiniPlan, sft_model: Path, pdpo_run: Path, grpo_
             "--n", str(plan.n), "--work", str(plan.runs / "results-grpo"), "--out", str(plan.grpo_results)]
 
 
-def results_arguments(plan: MiniPlan, sft_model: Path, pdpo_runs: dict[str, Path]) -> list[str]:
-    """The `salmonn_o1_mini.results` command line for everything that was trained."""
+def results_arguments(plan: MiniPlan, sft_model: Path, pdpo_runs: dict[str, Path], split: str = "test") -> list[str]:
+    """The `salmonn_o1_mini.results` command line for everything that was trained, on `split`
+    (test: docs/results.md; dev: plan.dev_results, its own prediction cache)."""
     args = ["--variant", f"{SFT_NAME}={sft_model}:reasoning"]
     if plan.direct:
         args += ["--variant", f"direct SFT={plan.run_dir('mini-direct') / 'final'}:direct"]
@@ -167,8 +169,10 @@ def results_arguments(plan: MiniPlan, sft_model: Path, pdpo_runs: dict[str, Path
             *([plan.run_dir("mini-direct")] if plan.direct else []), *pdpo_runs.values()]
     for run_dir in runs:
         args += ["--run", str(run_dir)]
-    return args + ["--baseline", SFT_NAME, "--n", str(plan.n), "--work", str(plan.runs / "results"),
-                   "--out", str(plan.results)]
+    work, out = (plan.runs / "results", plan.results) if split == "test" else (plan.runs / f"results-{split}",
+                                                                               plan.dev_results)
+    return args + ["--baseline", SFT_NAME, "--family-pairs", "--split", split, "--n", str(plan.n),
+                   "--work", str(work), "--out", str(out)]
 
 
 def best_reasoning_model(results_json: Path, models: dict[str, Path]) -> Path:
@@ -209,7 +213,14 @@ def ship(model_dir: Path, target: Path, force: bool = False) -> Path:
     check_ship_target(target, force)
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(model_dir, target)  # config, safetensors, tokenizer, processor, recipe.yaml
+    from salmonn_o1.remote_code import SHIMS  # the shim modules every save writes beside auto_map
+
+    # config, safetensors, tokenizer, processor, recipe.yaml; not the remote-code shims: inside the
+    # package the model loads through the installed classes, and .py files there would be modules
+    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns(*(f"{name}.py" for name in SHIMS)))
+    config = json.loads((target / "config.json").read_text())
+    if config.pop("auto_map", None) is not None:
+        (target / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     from salmonn_o1.checkpoints import write_checksums  # torch: not at import (the CLI registers this module)
 
     write_checksums(target)  # a shipped model is verified against them on every load
@@ -234,6 +245,8 @@ def reproduce_mini(plan: MiniPlan) -> Path:
         train_sft(plan, "mini-direct.yaml", "mini-direct", start)
     pdpo_runs = {strategy: train_pdpo(plan, sft_model, strategy) for strategy in plan.strategies}
     results.main(results_arguments(plan, sft_model, pdpo_runs))
+    if plan.dev_results is not None:
+        results.main(results_arguments(plan, sft_model, pdpo_runs, split="dev"))
     if plan.grpo and "contrastive" in pdpo_runs:
         from salmonn_o1_mini import grpo_report
 

@@ -73,7 +73,8 @@ def write_recipes(folder: Path) -> Path:
     letters = {**options, "data": SFT["data"], "objective": {"_component_": OPTION_LETTERS, "weight": 1.0}}
     lookup = {**letters, "data": {**letters["data"], "sources": [curriculum(step_format="lookup")]}}
     checks = {**letters, "data": {**letters["data"], "sources": [
-        curriculum(step_format="checks"), curriculum(families=["glitch_detection"], task="height")]}}
+        curriculum(step_format="checks"), curriculum(families=["cross_modal_counting", "glitch_detection"],
+                                                     step_format="checks")]}}
     recipes = {"mini-perception.yaml": PERCEPTION, "mini-copy.yaml": copying, "mini-text.yaml": text,
                "mini-answer.yaml": answer,
                "mini-ground.yaml": ground, "mini-sft.yaml": SFT, "mini-options.yaml": options,
@@ -88,7 +89,8 @@ def write_recipes(folder: Path) -> Path:
 def reproduced(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
     plan = MiniPlan(recipes=write_recipes(root / "recipes"), runs=root / "runs", n=10,
-                    results=root / "docs" / "results.md", ship=root / "shipped")
+                    results=root / "docs" / "results.md", dev_results=root / "docs" / "results-dev.md",
+                    ship=root / "shipped")
     best = reproduce_mini(plan)
     return plan, best
 
@@ -106,6 +108,10 @@ def test_every_variant_is_trained_and_scored(reproduced):
     overall = {name: results["accuracy"][name]["overall"]["accuracy"] for name in ("reasoning SFT", "SFT + pDPO")}
     better = "mini-pdpo" if overall["SFT + pDPO"] >= overall["reasoning SFT"] else "mini-checks"
     assert best == plan.runs / better / "final"
+    dev = json.loads((plan.results.parent / "results" / "results-dev.json").read_text())
+    assert dev["split"] == "dev" and dev["accuracy"]["SFT + pDPO"]["overall"]["total"] == 10
+    assert "cross_modal_counting" in dev["paired"]["SFT + pDPO"]  # per-family pairs
+    assert (plan.runs / "results-dev" / "sft---pdpo.jsonl").read_text().count('"avr-dev-') == 10
     assert (plan.results.parent / "results" / "curve-mini-sft.png").exists()
     assert (plan.results.parent / "results" / "curve-mini-checks.png").exists()
     for stage, source in (("mini-letters", "mini-options"), ("mini-lookup", "mini-letters"),
@@ -164,6 +170,8 @@ def test_the_shipped_model_is_the_best_reasoning_model_and_answers(reproduced):
     plan, best = reproduced
     assert (plan.ship / "model.safetensors").read_bytes() == (best / "model.safetensors").read_bytes()
     assert "model.safetensors" in (plan.ship / CHECKSUMS).read_text()  # verified on every load (below)
+    assert (best / "modeling_salmonn_o1.py").exists() and "auto_map" in (best / "config.json").read_text()
+    assert not list(plan.ship.glob("*.py")) and "auto_map" not in (plan.ship / "config.json").read_text()
     result = SalmonnO1Pipeline.from_pretrained(str(plan.ship)).ask(
         SAMPLE_DIR / "clip.mp4", "Which shape?", ["a circle", "a square"],
         max_new_tokens=32, answer_max_new_tokens=4)
@@ -173,10 +181,12 @@ def test_the_shipped_model_is_the_best_reasoning_model_and_answers(reproduced):
 def test_a_rerun_trains_nothing_again(reproduced):
     plan, best = reproduced
     stamps = {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")}
-    assert len(stamps) == 14  # perception, copy, text, answer, ground, sft, options, letters, lookup, direct, 4 pDPO
+    assert len(stamps) == 15  # perception, copy, text, answer, ground, sft, options, letters, lookup, checks, direct,
+    #                           4 pDPO
     reproduce_mini(plan)
     assert {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")} == stamps
     assert "(60 of the 60 predictions came from the cache" in plan.results.read_text()  # 6 variants x 10 items
+    assert "(60 of the 60 predictions came from the cache" in plan.dev_results.read_text()
 
 
 def test_scoring_with_an_explicit_device_and_dtype_matches_the_default_on_a_cpu(reproduced, tmp_path):

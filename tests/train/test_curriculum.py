@@ -145,24 +145,3 @@ def test_a_describe_example_is_one_turn_of_the_timeline_on_the_rendered_clip(pro
     assert (source.media(0).pixel_values == rendered.pixel_values).all()
     assert (source.media(0).input_features == rendered.input_features).all()
 
-
-def test_the_height_task_reads_the_falling_shape_at_a_frame_with_every_height_about_as_often(processor):
-    from collections import Counter
-
-    from salmonn_o1.data.synthetic.questions import height_word
-
-    source = CurriculumSource(processor, split="train", first_index=930000, families=["glitch_detection"],
-                              task="height", frame_size=32)
-    heights = Counter()
-    for i in range(48):
-        item, sample = source.item(i), source.sample(i)
-        drop = next(scene for scene in sample.timeline.scenes if scene.impact is not None)
-        t = float(item.question.removeprefix(f"Where is the {drop.label} at ").removesuffix(" s?"))
-        assert drop.start <= t < drop.end
-        assert item.steps == [f"At {t:.1f} s the {drop.label} is {height_word(drop.position(t)[1])}."]
-        assert item.extras["steps_target"] and item.options == []
-        heights[height_word(drop.position(t)[1])] += 1
-    assert set(heights) == {"at the top", "in the middle", "at the bottom"} and min(heights.values()) >= 10
-    assert source.item(3) == source.item(3)  # the drawn frame depends on the clip only
-    with pytest.raises(RecipeError, match="no falling shape"):
-        CurriculumSource(processor, split="train", families=["audio_only"], task="height", frame_size=32).item(0)
