@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from salmonn_o1.data.schema import Prediction, write_predictions
-from salmonn_o1_mini.results import GLITCH, Variant, accuracy_section, glitch_section, paired_section
+from salmonn_o1_mini.results import GLITCH, Variant, accuracy_section, glitch_section, layout, paired_section
 from salmonn_o1_mini.synth_predict import synth_items
 
 
@@ -57,3 +57,12 @@ def test_family_pairs_count_the_items_only_one_variant_gets_right(tmp_path, item
     assert results["other"]["visual_only"]["only_a"] == 0 and results["other"]["visual_only"]["diff"] == 0.0
     _, without = paired_section(items, variants, "base", acc["scores"])
     assert set(without["other"]) == {"overall", "cross-modal families"}
+
+
+def test_a_variant_trained_with_the_release_interleaving_says_so(tmp_path):
+    (tmp_path / "release").mkdir()
+    (tmp_path / "release" / "config.json").write_text('{"interleave_mode": "release"}')
+    (tmp_path / "aligned").mkdir()
+    (tmp_path / "aligned" / "config.json").write_text('{"interleave_mode": "aligned"}')
+    assert layout(str(tmp_path / "release")) == ", interleave_mode release"
+    assert layout(str(tmp_path / "aligned")) == layout(str(tmp_path / "missing")) == ""
