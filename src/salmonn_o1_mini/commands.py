@@ -32,7 +32,7 @@ def register_reproduce(subparsers: argparse._SubParsersAction) -> None:
                         help="pDPO step selections to train (top1: contrastive, one step per path)")
     parser.add_argument("--no-direct", action="store_true", help="skip the direct-answer variant")
     parser.add_argument("--results", default="docs/results.md", help="report to write (test split)")
-    parser.add_argument("--dev-results", default="docs/results-dev.md",
+    parser.add_argument("--dev-results", default="docs/dev/results.md",
                         help="the same report on the dev split ('' to skip it)")
     parser.add_argument("--grpo", action="store_true",
                         help="also train GRPO (recipes/mini-grpo.yaml) with the contrastive pDPO run's generated "

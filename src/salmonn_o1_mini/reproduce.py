@@ -73,7 +73,7 @@ class MiniPlan:
     strategies: tuple[str, ...] = STRATEGIES
     direct: bool = True
     results: Path = Path("docs/results.md")
-    dev_results: Path | None = Path("docs/results-dev.md")  # the same variants on the dev split
+    dev_results: Path | None = Path("docs/dev/results.md")  # the same variants on the dev split
     ship: Path | None = None
     force: bool = False  # let --ship replace a folder that is not a shipped model
     grpo: bool = False  # also GRPO at pDPO's generation budget, reported in grpo_results

@@ -12,8 +12,8 @@ the cross-modal families, and with --family-pairs every family), glitch
 detection as detection (precision, recall, F1 with YES = manipulated as the
 positive class, and accuracy per kind of planted glitch), the chance level per
 category, the pDPO cost table from pDPO stage summaries, and training curves
-from the runs' metrics logs. `--split dev --out docs/results-dev.md` writes a
-second report beside the first (its JSON is named after it).
+from the runs' metrics logs. `--split dev --out docs/dev/results.md` writes the
+dev split's report (its JSON beside it, named after it).
 """
 
 from __future__ import annotations
@@ -253,7 +253,8 @@ def layout(model_dir: str) -> str:
 
 def results_json(report: Path) -> Path:
     """Where the machine-readable results of the report `report` go (beside its PNGs), named after
-    it: docs/results.md -> docs/results/results.json, docs/results-dev.md -> docs/results/results-dev.json."""
+    it: docs/results.md -> docs/results/results.json, docs/dev/results.md -> docs/dev/results/results.json,
+    docs/x-dev.md -> docs/results/x-dev.json."""
     return report.parent / "results" / f"{report.stem}.json"
 
 

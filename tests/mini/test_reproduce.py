@@ -89,7 +89,7 @@ def write_recipes(folder: Path) -> Path:
 def reproduced(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
     plan = MiniPlan(recipes=write_recipes(root / "recipes"), runs=root / "runs", n=10,
-                    results=root / "docs" / "results.md", dev_results=root / "docs" / "results-dev.md",
+                    results=root / "docs" / "results.md", dev_results=root / "docs" / "dev" / "results.md",
                     ship=root / "shipped")
     best = reproduce_mini(plan)
     return plan, best
@@ -108,7 +108,7 @@ def test_every_variant_is_trained_and_scored(reproduced):
     overall = {name: results["accuracy"][name]["overall"]["accuracy"] for name in ("reasoning SFT", "SFT + pDPO")}
     better = "mini-pdpo" if overall["SFT + pDPO"] >= overall["reasoning SFT"] else "mini-checks"
     assert best == plan.runs / better / "final"
-    dev = json.loads((plan.results.parent / "results" / "results-dev.json").read_text())
+    dev = json.loads((plan.dev_results.parent / "results" / "results.json").read_text())
     assert dev["split"] == "dev" and dev["accuracy"]["SFT + pDPO"]["overall"]["total"] == 10
     assert "cross_modal_counting" in dev["paired"]["SFT + pDPO"]  # per-family pairs
     assert (plan.runs / "results-dev" / "sft---pdpo.jsonl").read_text().count('"avr-dev-') == 10
