@@ -22,6 +22,7 @@ from pathlib import Path
 from salmonn_o1.data.synthetic.dataset import generate_item
 from salmonn_o1.data.synthetic.questions import height_word
 from salmonn_o1.data.synthetic.timeline import scene_at, sounds_of
+from salmonn_o1.reasoning import split_steps, strip_step_number
 
 READ = re.compile(r"At (\d+\.\d) s the screen shows (?:the (\w+ \w+)|nothing)(?:: that makes (\d+))?\.")
 HEIGHT = re.compile(r"At (\d+\.\d) s the (\w+ \w+) is (at the top|in the middle|at the bottom)\.")
@@ -29,7 +30,7 @@ THUD = re.compile(r"The thud plays at (\d+\.\d) s\.")
 
 
 def steps_of(reasoning: str | None) -> list[str]:
-    return [re.sub(r"^\d+\. ", "", line).replace("<end_of_step>", "") for line in (reasoning or "").split("\n")]
+    return [strip_step_number(step) for step in split_steps(reasoning or "")]
 
 
 def counting(counts: Counter, steps: list[str], sample) -> None:

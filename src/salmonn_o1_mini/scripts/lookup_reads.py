@@ -20,12 +20,13 @@ from pathlib import Path
 from salmonn_o1.data.synthetic.dataset import generate_item
 from salmonn_o1.data.synthetic.questions import read_screen_step, shape_order_step
 from salmonn_o1.data.synthetic.timeline import scene_at, sounds_of
+from salmonn_o1.reasoning import split_steps, strip_step_number
 
 FAMILIES = ("cross_modal_alignment", "temporal_order", "cross_modal_counting")
 
 
 def steps_of(reasoning: str | None) -> list[str]:
-    return [re.sub(r"^\d+\. ", "", line).replace("<end_of_step>", "") for line in (reasoning or "").split("\n")]
+    return [strip_step_number(step) for step in split_steps(reasoning or "")]
 
 
 def read(rows: list[dict]) -> tuple[dict[str, Counter], Counter]:

@@ -460,8 +460,7 @@ def glitch_checks(timeline: Timeline, drop: Scene, anomalies: list[tuple[str, Sc
     (thud,) = sounds_of(timeline, "thud")
     height = height_word(drop.position(thud.start)[1])
     steps = [f"The thud plays at {fmt_time(thud.start)}.", f"At {fmt_time(thud.start)} the {drop.label} is {height}."]
-    early = [when for kind, _, when in anomalies if kind == "early_sound"]
-    if early:
+    if any(kind == "early_sound" for kind, _, _ in anomalies):
         return steps + ["It has not landed yet: a sound cannot come before its cause.", "So the video is manipulated."]
     steps.append("The thud comes when it lands.")
     others = [(kind, scene, when) for kind, scene, when in anomalies if kind != "early_sound"]
