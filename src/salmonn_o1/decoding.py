@@ -381,6 +381,12 @@ class Decoder:
         return list(self.ids.follow_up)
 
 
+def turn_text(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[int], stop_ids: set[int] | frozenset[int]) -> str:
+    """A turn's generated tokens as text: stop tokens dropped, other special tokens kept (a step's
+    `<end_of_step>` is part of the reasoning). Callers strip or clean it as their record needs."""
+    return tokenizer.decode([t for t in tokens if t not in stop_ids], skip_special_tokens=False)
+
+
 def _media_slice(media: torch.Tensor | None, start: int, end: int | None) -> torch.Tensor | None:
     """media[start:end] (a row's media tokens split where its ids are split), None when empty."""
     if media is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from salmonn_o1.decoding import Decoder
+from salmonn_o1.decoding import Decoder, turn_text
 from salmonn_o1.eval.extract import read_answer
 from salmonn_o1.generation import SamplingConfig
 from salmonn_o1.processor import MediaFeatures, MediaInput, SalmonnO1Processor
@@ -253,8 +253,7 @@ class SalmonnO1Pipeline:
                                prompt=q.prompt if q.prompt is not None else self.prompt)
 
     def _text(self, tokens: list[int]) -> str:
-        tokens = [t for t in tokens if t not in self.stop_ids]
-        return self.processor.tokenizer.decode(tokens, skip_special_tokens=False).strip()
+        return turn_text(self.processor.tokenizer, tokens, self.stop_ids).strip()
 
 
 class TokenText:

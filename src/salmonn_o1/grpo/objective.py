@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from salmonn_o1.decoding import Decoder, ProtocolIds
+from salmonn_o1.decoding import Decoder, ProtocolIds, turn_text
 from salmonn_o1.generation import SamplingConfig
 from salmonn_o1.grpo.loss import group_advantages, grpo_loss, token_logps
 from salmonn_o1.grpo.rewards import Reward, path_reward
@@ -165,20 +165,16 @@ class GRPOObjective:
                                   temperature=settings.temperature, top_p=settings.top_p)
         first = decoder.generate(rows, media, sampling, row_seeds=row_seeds)
         second = decoder.answer_turn(first, replace(sampling, max_new_tokens=settings.answer_max_new_tokens))
-        stop = decoder.ids.stop_ids
+        stop, tokenizer = decoder.ids.stop_ids, self.processor.tokenizer
         groups = []
         for i, question in enumerate(questions):
             span = range(i * G, (i + 1) * G)
-            reasoning = [clean_generated(self._text(first.tokens[k], stop)) for k in span]
-            answers = [self._text(second.tokens[k], stop) for k in span]
+            reasoning = [clean_generated(turn_text(tokenizer, first.tokens[k], stop).strip()) for k in span]
+            answers = [turn_text(tokenizer, second.tokens[k], stop).strip() for k in span]
             rewards = [path_reward(r, a, question.target, settings.format_weight) for r, a in zip(reasoning, answers)]
             groups.append(Group(question, prompts[i], [list(first.tokens[k]) for k in span],
                                 [list(second.tokens[k]) for k in span], reasoning, answers, rewards))
         return groups
-
-    def _text(self, tokens: list[int], stop_ids) -> str:
-        tokens = [t for t in tokens if t not in stop_ids]
-        return self.processor.tokenizer.decode(tokens, skip_special_tokens=False).strip()
 
     def completions(self, groups: list[Group]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded completion ids (N, C): reasoning + follow-up + answer, as the decoder fed them,

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import torch
 
-from salmonn_o1.decoding import Decoder
+from salmonn_o1.decoding import Decoder, turn_text
 from salmonn_o1.generation import SamplingConfig
 from salmonn_o1.pdpo.costs import Cost, count_forward
 from salmonn_o1.pdpo.folder import question_seed
@@ -288,8 +288,7 @@ class ModelPolicy:
         self.decoder.unpin()
 
     def _text(self, tokens: list[int]) -> str:
-        tokens = [t for t in tokens if t not in self.stop_ids]
-        return clean_generated(self.processor.tokenizer.decode(tokens, skip_special_tokens=False))
+        return clean_generated(turn_text(self.processor.tokenizer, tokens, self.stop_ids))
 
     def sample_steps(self, requests: Sequence[StepRequest]) -> list[SampledStep]:
         """One alternative step per row, one batch (rows of several questions and steps together)."""
