@@ -25,7 +25,11 @@ Its devices, each a switch of the source:
   at a time ("At 9.0 s the screen shows the green square."); other items unchanged.
 - `step_format: checks`: the look-ups, with counting and glitch detection as checks of
   looked-up facts (a running count at each beep on the asked shape; the thud's time and the
-  falling shape's height in the frame then), `salmonn_o1.data.synthetic.questions.CHECK_STEPS`.
+  falling shape's screen reads at the thud and 1.5 s before it),
+  `salmonn_o1.data.synthetic.questions.CHECK_STEPS`;
+- `glitch_kinds: [none, early_sound]`: glitch-detection clips only, of these planted kinds in
+  turn ("none": not manipulated), so a rare kind (an early thud is one clip in six) is seen as
+  often as the others.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from dataclasses import replace
 
 from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.data.schema import Item
+from salmonn_o1.data.synthetic.dataset import generate_item
 from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, description_item, text_item_of
 from salmonn_o1.data.synthetic.options import OPTIONS_TASK, option_item
-from salmonn_o1.data.synthetic.questions import CHECK_STEPS, LOOKUP_STEPS
+from salmonn_o1.data.synthetic.questions import CHECK_STEPS, GLITCH_KINDS, LOOKUP_STEPS
 from salmonn_o1.data.synthetic.sft_source import SynthSource
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import MediaFeatures, SalmonnO1Processor
@@ -46,6 +51,8 @@ from salmonn_o1.train.sft_data import STEPS_TARGET
 QA_TASK = "qa"
 TASKS = (QA_TASK, DESCRIBE_TASK, TEXT_TASK, OPTIONS_TASK)
 STEP_FORMATS = ("gold", "lookup", "checks")
+NOT_MANIPULATED = "none"
+GLITCH_FAMILY = "glitch_detection"
 
 
 def mask_leading_steps(input_ids: list[int], labels: list[int], end_of_step_id: int, keep_last: int) -> list[int]:
@@ -73,7 +80,7 @@ class CurriculumSource(SynthSource):
 
     def __init__(self, processor: SalmonnO1Processor, *, split: str, task: str = QA_TASK, first_index: int = 0,
                  families: list[str] | None = None, first_steps: int = 0, loss_last_steps: int = 0,
-                 step_format: str = "gold", frame_size: int = 64):
+                 step_format: str = "gold", frame_size: int = 64, glitch_kinds: list[str] | None = None):
         where = f"curriculum source {split}"
         if task not in TASKS:
             raise RecipeError(f"{where}: task must be {', '.join(TASKS[:-1])} or {TASKS[-1]}, got {task!r}")
@@ -83,12 +90,37 @@ class CurriculumSource(SynthSource):
             raise RecipeError(f"{where}: step_format must be one of {', '.join(STEP_FORMATS)}, got {step_format!r}")
         if first_steps < 0 or loss_last_steps < 0:
             raise RecipeError(f"{where}: first_steps and loss_last_steps must be >= 0")
+        if glitch_kinds is not None:
+            unknown = sorted(set(glitch_kinds) - {NOT_MANIPULATED, *GLITCH_KINDS})
+            if unknown or not glitch_kinds or families not in (None, [GLITCH_FAMILY]):
+                raise RecipeError(f"{where}: glitch_kinds must be a non-empty list of {NOT_MANIPULATED}, "
+                                  f"{', '.join(GLITCH_KINDS)} (glitch-detection clips only), got {glitch_kinds!r}"
+                                  + (f" with families {families!r}" if not unknown and glitch_kinds else ""))
+            families = [GLITCH_FAMILY]
         super().__init__(processor, split=split, first_index=first_index, families=families, frame_size=frame_size)
+        self.glitch_kinds = glitch_kinds
+        self._clips_of_kind: dict[str, list[int]] = {kind: [] for kind in glitch_kinds or []}
+        self._scanned = 0  # glitch clips of the split looked at so far, from first_index on
         self.task = task
         self.first_steps = first_steps
         self.loss_last_steps = loss_last_steps
         self.step_format = step_format
         self.end_of_step_id = processor.tokenizer.convert_tokens_to_ids(END_OF_STEP)
+
+    def clip_index(self, index: int) -> int:
+        """With `glitch_kinds`, the `index`-th clip cycles through the kinds; clips of the glitch
+        family are scanned in order (generating a timeline takes under a millisecond)."""
+        if self.glitch_kinds is None:
+            return super().clip_index(index)
+        kind = self.glitch_kinds[index % len(self.glitch_kinds)]
+        wanted = self._clips_of_kind[kind]
+        while len(wanted) <= index // len(self.glitch_kinds):
+            clip = super().clip_index(self._scanned)
+            self._scanned += 1
+            planted = generate_item(self.split, clip).item.extras["glitch"] or NOT_MANIPULATED
+            if planted in self._clips_of_kind:
+                self._clips_of_kind[planted].append(clip)
+        return wanted[index // len(self.glitch_kinds)]
 
     def item(self, index: int) -> Item:
         if self.task == DESCRIBE_TASK:

@@ -11,12 +11,11 @@ import re
 import pytest
 
 from salmonn_o1.data.synthetic import generate_item
-from salmonn_o1.data.synthetic.questions import CHECK_STEPS, height_word
+from salmonn_o1.data.synthetic.questions import CHECK_STEPS, THUD_LOOKBACK
 from salmonn_o1.data.synthetic.timeline import find_anomalies, scene_at, sounds_of
 from salmonn_o1.prompts import OPTION_LETTERS
 
 READ = re.compile(r"At (\d+\.\d) s the screen shows (?:the (\w+ \w+)|nothing)(?:: that makes (\d+))?\.")
-HEIGHT = re.compile(r"At (\d+\.\d) s the (\w+ \w+) is (at the top|in the middle|at the bottom)\.")
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +57,24 @@ def test_counting_reads_every_beep_and_keeps_a_running_count_of_the_asked_shape(
         assert steps[-1] == f"{tally} is option {sample.item.answer}."
 
 
-def test_glitch_checks_read_the_falling_shape_at_the_thud(samples):
+def test_glitch_checks_read_the_frames_at_the_thud_and_before_it(samples):
     seen = set()
     for sample in of(samples, "glitch_detection"):
         steps = sample.item.extras[CHECK_STEPS]
         (thud,) = sounds_of(sample.timeline, "thud")
-        assert steps[0] == f"The thud plays at {thud.start:.1f} s."
-        m = HEIGHT.fullmatch(steps[1])
-        assert m and float(m[1]) == thud.start
         drop = next(s for s in sample.timeline.scenes if s.impact is not None)
-        assert m[2] == drop.label and m[3] == height_word(drop.position(thud.start)[1])
+        assert steps[0] == f"The thud plays at {thud.start:.1f} s."
+        at_thud, before = READ.fullmatch(steps[1]), READ.fullmatch(steps[2])
+        assert at_thud and float(at_thud[1]) == thud.start and at_thud[2] == drop.label
         kinds = {kind for kind, _, _ in find_anomalies(sample.timeline)}
-        # the read height alone tells an early thud: it is never heard at the bottom, always heard there otherwise
-        assert (m[3] != "at the bottom") == ("early_sound" in kinds)
+        if before is None:  # the clip starts less than 1.5 s before the thud: only an early thud does that
+            assert steps[2] == f"The clip starts less than {THUD_LOOKBACK} s before the thud." and "early_sound" in kinds
+        else:
+            shown = scene_at(sample.timeline, float(before[1]))
+            assert float(before[1]) == thud.start - THUD_LOOKBACK and before[2] == (shown.label if shown else None)
+            # the two reads alone tell an early thud: the falling shape is not yet on screen before it
+            assert (before[2] != drop.label) == ("early_sound" in kinds)
+        assert (f"The {drop.label} is not on the screen" in steps[3]) == ("early_sound" in kinds)
         assert steps[-1] == ("So the video is manipulated." if kinds else
                              "Nothing impossible happens, so the video is not manipulated.")
         assert (sample.item.answer == "YES") == bool(kinds)

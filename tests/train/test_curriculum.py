@@ -145,3 +145,22 @@ def test_a_describe_example_is_one_turn_of_the_timeline_on_the_rendered_clip(pro
     assert (source.media(0).pixel_values == rendered.pixel_values).all()
     assert (source.media(0).input_features == rendered.input_features).all()
 
+
+
+def test_glitch_kinds_alternate_the_planted_kinds_of_glitch_clips_only(processor):
+    source = CurriculumSource(processor, split="train", first_index=910000, glitch_kinds=["none", "early_sound"],
+                              step_format="checks", frame_size=32)
+    items = [source.item(i) for i in range(8)]
+    assert [it.extras["glitch"] for it in items] == [None, "early_sound"] * 4
+    assert [it.answer for it in items] == ["NO", "YES"] * 4
+    assert all(it.category == "glitch_detection" and it.extras["index"] >= 910000 for it in items)
+    indices = [it.extras["index"] for it in items]
+    assert len(set(indices)) == 8 and indices[0::2] == sorted(indices[0::2]) and indices[1::2] == sorted(indices[1::2])
+    # the same index gives the same clip whatever was asked before (a fresh source, items in another order)
+    again = CurriculumSource(processor, split="train", first_index=910000, glitch_kinds=["none", "early_sound"],
+                             step_format="checks", frame_size=32)
+    assert [again.item(i).id for i in reversed(range(8))] == [it.id for it in reversed(items)]
+    for bad in (dict(glitch_kinds=["wobble"]), dict(glitch_kinds=[]),
+                dict(glitch_kinds=["none"], families=["temporal_order"])):
+        with pytest.raises(RecipeError, match="glitch_kinds"):
+            CurriculumSource(processor, split="train", frame_size=32, **bad)

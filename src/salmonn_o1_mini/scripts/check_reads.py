@@ -6,8 +6,9 @@ Reads a prediction file of `python -m salmonn_o1_mini.results` (AVR-Synth items 
 model writes the check steps of `step_format: checks` (recipes/mini-checks.yaml) and counts, for
 counting: the beep list exact, screen steps right at their own time, running counts that follow
 from the model's own reads, the conclusion equal to the last count it wrote and to the true count;
-for glitch detection, per kind of planted glitch: the thud's time right, the falling shape's height
-right at the time the model wrote, and verdicts that follow from the model's own height word.
+for glitch detection, per kind of planted glitch: the thud's time right, the frame reads at the thud
+and 1.5 s before it right at the times the model wrote, and verdicts that follow from the model's own
+reads (the falling shape "not on the screen" 1.5 s before exactly when the two reads differ).
 The numbers of salmonn_o1_mini/docs/notebook.md, "Checks", come from this script.
 """
 
@@ -20,12 +21,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from salmonn_o1.data.synthetic.dataset import generate_item
-from salmonn_o1.data.synthetic.questions import height_word
 from salmonn_o1.data.synthetic.timeline import scene_at, sounds_of
 from salmonn_o1.reasoning import split_steps, strip_step_number
 
 READ = re.compile(r"At (\d+\.\d) s the screen shows (?:the (\w+ \w+)|nothing)(?:: that makes (\d+))?\.")
-HEIGHT = re.compile(r"At (\d+\.\d) s the (\w+ \w+) is (at the top|in the middle|at the bottom)\.")
 THUD = re.compile(r"The thud plays at (\d+\.\d) s\.")
 
 
@@ -66,13 +65,15 @@ def glitch(counts: Counter, steps: list[str], sample) -> None:
     drop = next(s for s in timeline.scenes if s.impact is not None)
     said = THUD.fullmatch(steps[0]) if steps else None
     counts["thud time right"] += bool(said) and float(said[1]) == thud.start
-    height = HEIGHT.fullmatch(steps[1]) if len(steps) > 1 else None
-    if height:
-        counts["height step"] += 1
-        counts["height step names the falling shape"] += height[2] == drop.label
-        counts["height right at its own time"] += height[3] == height_word(drop.position(float(height[1]))[1])
-        early_said = height[3] != "at the bottom"
-        counts["verdict follows the height word"] += ("cannot come before" in " ".join(steps)) == early_said
+    reads = [READ.fullmatch(step) for step in steps[1:3]]
+    if len(reads) == 2 and all(reads):
+        counts["both frames read"] += 1
+        counts["thud frame names the falling shape"] += reads[0][2] == drop.label
+        counts["reads right at their own time"] += sum((shown.label if shown else None) == m[2]
+                                                       for m in reads for shown in [scene_at(timeline, float(m[1]))])
+        counts["earlier frame 1.5 s before the written thud"] += float(reads[1][1]) == float(reads[0][1]) - 1.5
+        differ = reads[0][2] != reads[1][2]
+        counts["verdict follows the own reads"] += ("is not on the screen" in " ".join(steps)) == differ
 
 
 def read(rows: list[dict], split: str) -> dict[str, Counter]:

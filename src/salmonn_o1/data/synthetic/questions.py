@@ -21,8 +21,6 @@ from salmonn_o1.data.synthetic.config import SynthConfig
 from salmonn_o1.data.synthetic.timeline import (
     ANCHOR_SOUNDS,
     COLOURS,
-    DROP_BOTTOM,
-    DROP_TOP,
     GRID,
     LISTED_SOUNDS,
     Scene,
@@ -45,6 +43,7 @@ from salmonn_o1.prompts import OPTION_LETTERS
 GLITCH_QUESTION = "Is this video manipulated? Answer YES or NO."
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
 GLITCH_KINDS = ("teleport", "colour_change", "early_sound")
+THUD_LOOKBACK = 1.5  # seconds before the thud that glitch_checks reads the frame at
 
 
 @dataclass
@@ -439,30 +438,31 @@ def glitch_detection(rng: np.random.Generator, config: SynthConfig, target: int)
                     {"glitch": glitch, CHECK_STEPS: glitch_checks(timeline, drop, anomalies)})
 
 
-def height_word(y: float) -> str:
-    """Where a shape's centre is vertically (0 top, 1 bottom): the falling shape is "at the top"
-    when it appears, "at the bottom" from its landing on, "in the middle" on the way down."""
-    if y >= DROP_BOTTOM - 0.05:
-        return "at the bottom"
-    return "at the top" if y <= DROP_TOP + 0.05 else "in the middle"
-
-
 def glitch_checks(timeline: Timeline, drop: Scene, anomalies: list[tuple[str, Scene, float]]) -> list[str]:
-    """Glitch detection as checks: first the thud looked up and the frame at its time read
-    ("At 4.0 s the green circle is in the middle." - it has not landed, so the sound came before
-    its cause), then motion and colour.
+    """Glitch detection as checks: the thud looked up, the frame at its time read (the falling
+    shape) and the frame `THUD_LOOKBACK` seconds earlier read; if that earlier frame does not show
+    the falling shape, it appeared too late to have landed ("the thud comes before it lands").
+    Then motion and colour.
 
-    Why: the sound's time and the frame at a time are the look-ups the miniature model does well;
-    a thud that comes early is then visible in one read frame, where the gold steps ask the model
-    to know the landing time from the motion. Jumps and colour changes have no sound to anchor
-    them, so their steps stay as in the gold format.
+    Why: every fall takes 1.5 or 2 s and an early thud comes 1 s before the landing, so the
+    falling shape is on screen 1.5 s before a true thud and not yet on screen before an early
+    one. Both reads are the frame-at-a-time look-up the miniature model does well; the verdict
+    only asks whether the two reads name the same shape, and starts by naming it. (Reading the
+    shape's height in one frame was tried first: the model read "at the bottom" every time.)
+    Jumps and colour changes have no sound to anchor them, so their steps stay as in the gold
+    format.
     """
     (thud,) = sounds_of(timeline, "thud")
-    height = height_word(drop.position(thud.start)[1])
-    steps = [f"The thud plays at {fmt_time(thud.start)}.", f"At {fmt_time(thud.start)} the {drop.label} is {height}."]
+    before = thud.start - THUD_LOOKBACK
+    steps = [f"The thud plays at {fmt_time(thud.start)}.", screen_at(timeline, thud.start)]
+    steps.append(screen_at(timeline, before) if before >= 0 else
+                 f"The clip starts less than {THUD_LOOKBACK} s before the thud.")
     if any(kind == "early_sound" for kind, _, _ in anomalies):
-        return steps + ["It has not landed yet: a sound cannot come before its cause.", "So the video is manipulated."]
-    steps.append("The thud comes when it lands.")
+        return steps + [f"The {drop.label} is not on the screen {THUD_LOOKBACK} s before the thud: "
+                        "the thud comes before it lands.",
+                        "A sound cannot come before its cause.", "So the video is manipulated."]
+    steps.append(f"The {drop.label} is on the screen {THUD_LOOKBACK} s before the thud: "
+                 "the thud comes when it lands.")
     others = [(kind, scene, when) for kind, scene, when in anomalies if kind != "early_sound"]
     if not others:
         return steps + ["Every shape moves smoothly and keeps its colour.",
