@@ -21,7 +21,7 @@ from salmonn_o1.train.sft_data import SFTExamples
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 DIGESTS = {
     "mini-answer": "25d1731712571f17",
-    "mini-checks": "e47e65a74c32b306",  # glitch checks read two frames, early thuds upweighted (2026-12-04)
+    "mini-checks": "edbcc2b39153752a",  # glitch checks read two frames, early thuds upweighted, 2,400 steps (2026-12-04)
     "mini-copy": "d573d901467af55f",
     "mini-direct": "d1a6be51afb3a399",
     "mini-ground": "70ff8985fecdc237",
