@@ -44,6 +44,7 @@ from salmonn_o1.generation import (
     GrowingCache,
     SamplingConfig,
     decode,
+    pad_positions,
     prefill,
     row_generators,
 )
@@ -403,9 +404,8 @@ def _with_pinned(state: DecodeState | None, pins: list[PinnedPrefix]) -> DecodeS
         parts.append((pin.layers, pin.attention_mask))
     length = max(mask.shape[1] for _, mask in parts)
 
-    def left(t: torch.Tensor) -> torch.Tensor:  # (n, ..., L, D) or (n, L) -> length `length`, holes first
-        missing = length - t.shape[-2 if t.dim() == 4 else -1]
-        return torch.nn.functional.pad(t, (0, 0, missing, 0) if t.dim() == 4 else (missing, 0))
+    def left(t: torch.Tensor) -> torch.Tensor:
+        return pad_positions(t, length, left=True)
 
     cache = GrowingCache()
     for k in range(len(parts[0][0])):

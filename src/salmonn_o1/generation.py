@@ -204,6 +204,14 @@ def prefill(model: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch
                        tokens_fed=fed + inputs_embeds.shape[1])
 
 
+def pad_positions(t: torch.Tensor, length: int, left: bool) -> torch.Tensor:
+    """A cache tensor (n, heads, L, D) or a mask (n, L) padded with zeros (holes) to `length` positions,
+    before its positions (`left`) or after them."""
+    missing = length - t.shape[-2 if t.dim() == 4 else -1]
+    where = (missing, 0) if left else (0, missing)
+    return nn.functional.pad(t, (0, 0, *where) if t.dim() == 4 else where)
+
+
 class _Parked:
     """Rows dropped from the decode batch once they stopped: their cache rows and mask, until the turn ends.
 
@@ -229,9 +237,8 @@ class _Parked:
         inverse[torch.tensor(order)] = torch.arange(batch)
         inverse = inverse.to(mask.device)
 
-        def pad(t: torch.Tensor) -> torch.Tensor:  # (n, ..., L, D) or (n, L) -> length L_total, holes of zeros
-            missing = length - t.shape[-2 if t.dim() == 4 else -1]
-            return nn.functional.pad(t, (0, 0, 0, missing) if t.dim() == 4 else (0, missing))
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            return pad_positions(t, length, left=False)
 
         for k, layer in enumerate(cache.layers):
             layer.keys = torch.cat([layer.keys] + [pad(layers[k][0]) for _, layers, _ in self.rows])[inverse]
