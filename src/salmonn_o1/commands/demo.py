@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-# A cross-modal question the shipped model answers right, one it answers right from a wrong step (the
-# tone's time written 1 s early), then a sound-order one (scripts/make_sample_clip.py).
+# Two cross-modal questions (the second's tone plays late, from 10.0 s: models shipped before the second
+# one of 2026-12-04 wrote its time a second early), then a sound-order one (scripts/make_sample_clip.py).
 SAMPLE_ITEMS = ("item.json", "clip-miss.json", "sound-order.json")
 
 
