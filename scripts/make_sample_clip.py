@@ -9,7 +9,8 @@ Writes into src/salmonn_o1/assets/sample/ (`make demo` asks all three):
   2026-11-30; the shipped models find its tone at the right time (10.0 s) but read the shape of
   the scene before (the purple circle), so they answer C for A. That is why the second item
   became clip.mp4 (it is answered right); the first stays, so the demo shows a harder item too (the
-  model shipped on 2026-12-04 answers it right from a mistimed step: the tone written at 9.0 s);
+  first model shipped on 2026-12-04 answered it right from a mistimed step, the tone written at
+  9.0 s; the second writes every gold step);
 - {sound-order.mp4, sound-order.json}: the first dev item of the audio-only family.
 """
 

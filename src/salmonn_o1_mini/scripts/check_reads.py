@@ -21,15 +21,18 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from salmonn_o1.data.synthetic.dataset import generate_item
+from salmonn_o1.data.synthetic.questions import THUD_LOOKBACK
 from salmonn_o1.data.synthetic.timeline import scene_at, sounds_of
-from salmonn_o1.reasoning import split_steps, strip_step_number
+from salmonn_o1_mini.scripts.lookup_reads import steps_of
 
 READ = re.compile(r"At (\d+\.\d) s the screen shows (?:the (\w+ \w+)|nothing)(?:: that makes (\d+))?\.")
 THUD = re.compile(r"The thud plays at (\d+\.\d) s\.")
 
 
-def steps_of(reasoning: str | None) -> list[str]:
-    return [strip_step_number(step) for step in split_steps(reasoning or "")]
+def shown_label(timeline, t: float) -> str | None:
+    """The label of the shape on screen at t, None for an empty screen (as a read step writes it)."""
+    scene = scene_at(timeline, t)
+    return scene.label if scene else None
 
 
 def counting(counts: Counter, steps: list[str], sample) -> None:
@@ -41,9 +44,8 @@ def counting(counts: Counter, steps: list[str], sample) -> None:
     reads = [m for m in map(READ.fullmatch, steps) if m]
     tally, consistent = 0, True
     for m in reads:
-        shown = scene_at(timeline, float(m[1]))
         counts["screen steps"] += 1
-        counts["screen steps right at their time"] += (shown.label if shown else None) == m[2]
+        counts["screen steps right at their time"] += shown_label(timeline, float(m[1])) == m[2]
         if m[2] == asked:
             tally += 1
             consistent &= m[3] is not None and int(m[3]) == tally
@@ -54,8 +56,7 @@ def counting(counts: Counter, steps: list[str], sample) -> None:
     made = [int(m[3]) for m in reads if m[3]]
     if concluded:
         counts["conclusion = last count written"] += int(concluded[1]) == (made[-1] if made else 0)
-        counts["conclusion = true count"] += int(concluded[1]) == sum(scene_at(timeline, t) is not None and
-                                                                       scene_at(timeline, t).label == asked
+        counts["conclusion = true count"] += int(concluded[1]) == sum(shown_label(timeline, t) == asked
                                                                        for t in beeps)
 
 
@@ -69,9 +70,9 @@ def glitch(counts: Counter, steps: list[str], sample) -> None:
     if len(reads) == 2 and all(reads):
         counts["both frames read"] += 1
         counts["thud frame names the falling shape"] += reads[0][2] == drop.label
-        counts["reads right at their own time"] += sum((shown.label if shown else None) == m[2]
-                                                       for m in reads for shown in [scene_at(timeline, float(m[1]))])
-        counts["earlier frame 1.5 s before the written thud"] += float(reads[1][1]) == float(reads[0][1]) - 1.5
+        counts["reads right at their own time"] += sum(shown_label(timeline, float(m[1])) == m[2] for m in reads)
+        counts["earlier frame 1.5 s before the written thud"] += \
+            float(reads[1][1]) == float(reads[0][1]) - THUD_LOOKBACK
         differ = reads[0][2] != reads[1][2]
         counts["verdict follows the own reads"] += ("is not on the screen" in " ".join(steps)) == differ
 
