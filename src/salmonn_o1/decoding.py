@@ -37,18 +37,21 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from salmonn_o1 import prefix_cache
 from salmonn_o1.chat import follow_up_ids
 from salmonn_o1.generation import (
     DecodeResult,
     DecodeState,
     GrowingCache,
     SamplingConfig,
+    cache_kwargs,
     decode,
     pad_positions,
     prefill,
     row_generators,
 )
 from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
+from salmonn_o1.prefix_cache import SharedPrefixCache
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION, IM_END
 
 Rows = Sequence[Sequence[int]]  # token ids per sample, unpadded
@@ -132,11 +135,15 @@ class Decoder:
     min_shared_prefix: the fewest common positions worth a separate batch-1 prefill (below it,
     the rows are prefilled whole, as one left-padded batch).
     drop_finished: rows that stopped leave the decode batch until the turn ends (`generation.decode`).
+    share_prefixes: rows continue a prefilled prefix without copies of its keys and values
+    (`prefix_cache`; switches an sdpa model to `prefix_cache.ATTENTION`, which is sdpa for every
+    other forward); False, or a model on another attention implementation, copies it to every row.
     """
 
     def __init__(self, model: nn.Module, ids: ProtocolIds | None = None, min_shared_prefix: int = 32,
-                 drop_finished: bool = True):
+                 drop_finished: bool = True, share_prefixes: bool = True):
         self.model = model
+        self.share_prefixes = share_prefixes and prefix_cache.enable(model)
         self.ids = ids if ids is not None else ProtocolIds()
         self.encoder_calls = 0  # media encodings run, for tests and benchmarks
         self.min_shared_prefix = min_shared_prefix
@@ -222,8 +229,8 @@ class Decoder:
             # Kept without the batch's holes (masked positions weigh nothing; positions count real tokens),
             # so every row that starts from the pin attends over its tokens only.
             real = state.attention_mask[i].bool()
-            layers = [(layer.keys[i:i + 1, :, real].clone(), layer.values[i:i + 1, :, real].clone())
-                      for layer in state.cache.layers]
+            layers = [(keys[:, :, real].clone(), values[:, :, real].clone())
+                      for keys, values in row_layers(state.cache, i)]
             self.pinned.append(PinnedPrefix(tuple(ids), m, _media_slice(m, placeholders, None), layers,
                                             torch.ones((1, int(real.sum())), dtype=torch.long, device=real.device)))
 
@@ -319,7 +326,8 @@ class Decoder:
         if pins:
             state = _with_pinned(state, [pin for _, pin in pins])
         if state is not None:
-            state = state.select([group_of_row[i] for i in heads], [in_group[i] for i in heads])
+            state = state.select([group_of_row[i] for i in heads], [in_group[i] for i in heads],
+                                 share=self.share_prefixes)
         if repeated:
             token = getattr(getattr(self.model, "config", None), "media_token_id", None)
             middles, middle_media, tail_media = [], [], []
@@ -330,7 +338,7 @@ class Decoder:
                 middle_media.append(_media_slice(rest_media[i], 0, placeholders))
                 tail_media.append(_media_slice(rest_media[i], placeholders, None))
             embeds, mask = self.embed(middles, middle_media)
-            state = prefill(self.model, embeds, mask, state).select(unit_of_row)
+            state = prefill(self.model, embeds, mask, state).select(unit_of_row, share=self.share_prefixes)
             prefilled, passes = prefilled + embeds.shape[0] * embeds.shape[1], passes + 1
             rests = [rests[i][middle[u]:] for i, u in enumerate(unit_of_row)]
             rest_media = [tail_media[u] for u in unit_of_row]
@@ -373,8 +381,8 @@ class Decoder:
             return self.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
         mask = torch.cat([state.attention_mask, mask], dim=1)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
-        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=state.cache,
-                          use_cache=True, logits_to_keep=keep).logits
+        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                          logits_to_keep=keep, **cache_kwargs(state.cache)).logits
 
     def _follow_up(self) -> list[int]:
         if not self.ids.follow_up:
@@ -394,6 +402,14 @@ def _media_slice(media: torch.Tensor | None, start: int, end: int | None) -> tor
         return None
     part = media[start:end]
     return part if part.shape[0] else None
+
+
+def row_layers(cache, row: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Row `row`'s (keys, values) per layer over the cache's whole length, (1, heads, L, D) each."""
+    if isinstance(cache, SharedPrefixCache):
+        group = int(cache.group[row])
+        return [layer.full_row(row, group) for layer in cache.layers]
+    return [(layer.keys[row:row + 1], layer.values[row:row + 1]) for layer in cache.layers]
 
 
 def _with_pinned(state: DecodeState | None, pins: list[PinnedPrefix]) -> DecodeState:

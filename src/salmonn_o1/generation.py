@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from salmonn_o1.prefix_cache import SharedPrefixCache
+
 
 @dataclass
 class SamplingConfig:
@@ -102,11 +104,16 @@ class DecodeState:
     pending: list[int | None]  # the last sampled token of each sample, not yet fed to the model
     tokens_fed: int = 0  # forward positions processed, for accounting
 
-    def select(self, rows: list[int], keep: list[bool] | None = None) -> DecodeState:
+    def select(self, rows: list[int], keep: list[bool] | None = None, share: bool = False) -> DecodeState:
         """A state of len(rows) rows, row i a copy of this state's row rows[i] (in place on its cache);
-        keep[i] False masks the copy out entirely (a row that shares none of these positions)."""
+        keep[i] False masks the copy out entirely (a row that shares none of these positions).
+        share: row i continues row rows[i] without a copy of its keys and values (`prefix_cache`:
+        the model must run `prefix_cache.ATTENTION`); a cache that already shares copies only its suffixes."""
         index = torch.tensor(rows, device=self.attention_mask.device)
-        self.cache.batch_select_indices(index)
+        if share and not isinstance(self.cache, SharedPrefixCache):
+            self.cache = SharedPrefixCache.share(self.cache, index)
+        else:
+            self.cache.batch_select_indices(index)
         mask = self.attention_mask[index]
         if keep is not None:
             mask = mask * torch.tensor(keep, device=mask.device, dtype=mask.dtype).unsqueeze(1)
@@ -181,9 +188,14 @@ def _forward(model: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, cache, 
     for start in range(0, new_len, step):
         end = min(start + step, new_len)
         out = model(inputs_embeds=embeds[:, start:end], attention_mask=mask[:, :past + end],
-                    position_ids=positions[:, start:end], cache=cache, use_cache=True, logits_to_keep=1)
+                    position_ids=positions[:, start:end], use_cache=True, logits_to_keep=1, **cache_kwargs(cache))
         cache = out.cache
     return out.logits[:, -1], cache
+
+
+def cache_kwargs(cache) -> dict:
+    """The forward's cache arguments: a `SharedPrefixCache` also goes to the attention (`shared_prefix`)."""
+    return {"cache": cache, "shared_prefix": cache} if isinstance(cache, SharedPrefixCache) else {"cache": cache}
 
 
 def prefill(model: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
@@ -222,28 +234,32 @@ class _Parked:
 
     def __init__(self):
         self.rows: list[tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = []
+        self.groups: list[torch.Tensor] = []  # with a `SharedPrefixCache`: the parked rows' prefixes
 
     def park(self, cache, mask: torch.Tensor, local: list[int], original: list[int]) -> None:
         index = torch.tensor(local, device=mask.device)
         layers = [(layer.keys[index], layer.values[index]) for layer in cache.layers]
         self.rows.append((original, layers, mask[index]))
+        if isinstance(cache, SharedPrefixCache):
+            self.groups.append(cache.group[index])
 
     def restore(self, cache, mask: torch.Tensor, active: list[int], batch: int) -> torch.Tensor:
         if not self.rows:
             return mask
-        length = mask.shape[1]
         order = list(active) + [i for original, _, _ in self.rows for i in original]
         inverse = torch.empty(batch, dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(batch)
         inverse = inverse.to(mask.device)
 
-        def pad(t: torch.Tensor) -> torch.Tensor:
-            return pad_positions(t, length, left=False)
+        def pad(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            return pad_positions(t, like.shape[-1] if like.dim() == 2 else like.shape[-2], left=False)
 
-        for k, layer in enumerate(cache.layers):
-            layer.keys = torch.cat([layer.keys] + [pad(layers[k][0]) for _, layers, _ in self.rows])[inverse]
-            layer.values = torch.cat([layer.values] + [pad(layers[k][1]) for _, layers, _ in self.rows])[inverse]
-        return torch.cat([mask] + [pad(m) for _, _, m in self.rows])[inverse]
+        for k, layer in enumerate(cache.layers):  # (a shared prefix's cache holds only the suffixes)
+            layer.keys = torch.cat([layer.keys] + [pad(ls[k][0], layer.keys) for _, ls, _ in self.rows])[inverse]
+            layer.values = torch.cat([layer.values] + [pad(ls[k][1], layer.values) for _, ls, _ in self.rows])[inverse]
+        if isinstance(cache, SharedPrefixCache):
+            cache.set_group(torch.cat([cache.group, *self.groups])[inverse])
+        return torch.cat([mask] + [pad(m, mask) for _, _, m in self.rows])[inverse]
 
 
 def decode(
