@@ -100,9 +100,9 @@ class SharedPrefix:
     suffix_media: list[torch.Tensor | None]  # per row: the media tokens after the prefix
 
     @classmethod
-    def of(cls, rows: Rows, media: Media, media_token_id: int | None, leave: int = 1) -> SharedPrefix:
+    def of(cls, rows: Rows, media: Media, media_token_id: int | None, leave: int | Sequence[int] = 1) -> SharedPrefix:
         first = rows[0]
-        limit = min(len(row) for row in rows) - leave
+        limit = min(len(row) - n for row, n in zip(rows, _per_row(leave, len(rows))))
         length = 0
         while length < limit and all(row[length] == first[length] for row in rows):
             length += 1
@@ -237,17 +237,19 @@ class Decoder:
     def unpin(self) -> None:
         self.pinned.clear()
 
-    def _pinned_groups(self, rows: Rows, media: Media, leave: int) -> list[tuple[list[int], PinnedPrefix]]:
+    def _pinned_groups(self, rows: Rows, media: Media,
+                       leave: int | Sequence[int]) -> list[tuple[list[int], PinnedPrefix]]:
         """The rows that begin with a pinned prefix of their media, grouped by it (each row its longest)."""
         groups: dict[int, list[int]] = {}
-        for i, (row, m) in enumerate(zip(rows, media)):
+        for i, (row, m, n) in enumerate(zip(rows, media, _per_row(leave, len(rows)))):
             fits = [k for k, p in enumerate(self.pinned)
-                    if p.media is m and len(row) >= len(p.ids) + leave and tuple(row[:len(p.ids)]) == p.ids]
+                    if p.media is m and len(row) >= len(p.ids) + n and tuple(row[:len(p.ids)]) == p.ids]
             if fits:
                 groups.setdefault(max(fits, key=lambda k: len(self.pinned[k].ids)), []).append(i)
         return [(members, self.pinned[k]) for k, members in groups.items()]
 
-    def shared_prefixes(self, rows: Rows, media: Media, leave: int = 1) -> list[tuple[list[int], SharedPrefix]]:
+    def shared_prefixes(self, rows: Rows, media: Media,
+                        leave: int | Sequence[int] = 1) -> list[tuple[list[int], SharedPrefix]]:
         """The groups of rows worth a prefix prefilled once: (row indices, their common prefix).
 
         Rows are grouped by their media input (the same encoded object; text-only rows form one
@@ -258,6 +260,7 @@ class Decoder:
         if len(rows) < 2:
             return []
         token = getattr(getattr(self.model, "config", None), "media_token_id", None)
+        leaves = _per_row(leave, len(rows))
         groups: dict[int | None, list[int]] = {}
         for i, m in enumerate(media):
             groups.setdefault(None if m is None else id(m), []).append(i)
@@ -265,7 +268,8 @@ class Decoder:
         for members in groups.values():
             if len(members) < 2:
                 continue
-            prefix = SharedPrefix.of([rows[i] for i in members], [media[i] for i in members], token, leave)
+            prefix = SharedPrefix.of([rows[i] for i in members], [media[i] for i in members], token,
+                                     [leaves[i] for i in members])
             if prefix.length >= self.min_shared_prefix:
                 shared.append((members, prefix))
         return shared
@@ -284,7 +288,7 @@ class Decoder:
         return first, unit_of_row
 
     def _prefill_shared(self, rows: Rows, media: Media,
-                        leave: int = 1) -> tuple[DecodeState | None, Rows, Media, int, int]:
+                        leave: int | Sequence[int] = 1) -> tuple[DecodeState | None, Rows, Media, int, int]:
         """Prefill what rows share once and give every row its cache: (state, each row's rest, its media,
         rows x positions the prefills ran, prefill forwards).
 
@@ -295,11 +299,13 @@ class Decoder:
         holds all. Each level's rests are left-padded, so the padding becomes holes between levels;
         positions count real tokens only, so every row sees the positions of a full prefill.
         """
-        pins = self._pinned_groups(rows, media, leave)
+        leaves = _per_row(leave, len(rows))
+        pins = self._pinned_groups(rows, media, leaves)
         pinned_rows = {i for members, _ in pins for i in members}
         others = [i for i in range(len(rows)) if i not in pinned_rows]
         groups = [([others[k] for k in members], prefix) for members, prefix in
-                  self.shared_prefixes([rows[i] for i in others], [media[i] for i in others], leave)]
+                  self.shared_prefixes([rows[i] for i in others], [media[i] for i in others],
+                                       [leaves[i] for i in others])]
         rests, rest_media = list(rows), list(media)
         group_of_row, in_group = [0] * len(rows), [False] * len(rows)
         for g, (members, prefix) in enumerate(groups):
@@ -311,7 +317,8 @@ class Decoder:
                 group_of_row[i], in_group[i] = g, True
                 rests[i], rest_media[i] = rows[i][len(pin.ids):], pin.suffix_media
         first, unit_of_row = self.repeated_rows(rows, media)
-        middle = [max(len(rests[i]) - leave, 0) for i in first]
+        unit_leave = [max(n for n, u in zip(leaves, unit_of_row) if u == unit) for unit in range(len(first))]
+        middle = [max(len(rests[i]) - n, 0) for i, n in zip(first, unit_leave)]
         copies = [unit_of_row.count(u) for u in range(len(first))]
         repeated = sum(m * (c - 1) for m, c in zip(middle, copies)) >= max(self.min_shared_prefix, 1)
         if not groups and not pins and not repeated:
@@ -370,19 +377,24 @@ class Decoder:
 
     # ---- teacher forcing ----
     @torch.no_grad()
-    def tail_logits(self, rows: Rows, media: Media, keep: int) -> torch.Tensor:
+    def tail_logits(self, rows: Rows, media: Media, keep: int, need: Sequence[int] | None = None) -> torch.Tensor:
         """Logits of the last `keep` positions of each (left-padded) row: (B, keep, V).
 
         A prefix the rows share (a prompt scored with many continuations) runs once, as in `generate`.
+        need[i] <= keep: only row i's last need[i] positions are read (its continuation, when rows of
+        several lengths are scored together); the shared prefix may then take in the rest of its last
+        `keep`, whose logits come back undefined.
         """
-        state, rows, media, _, _ = self._prefill_shared(rows, media, leave=keep)
+        state, rows, media, _, _ = self._prefill_shared(rows, media, leave=keep if need is None else need)
         embeds, mask = self.embed(rows, media)
         if state is None:
             return self.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
         mask = torch.cat([state.attention_mask, mask], dim=1)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
-        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
-                          logits_to_keep=keep, **cache_kwargs(state.cache)).logits
+        logits = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                            logits_to_keep=keep, **cache_kwargs(state.cache)).logits
+        # Rows' own parts shorter than `keep` (`need`): the positions the prefix took in are NaN.
+        return nn.functional.pad(logits, (0, 0, keep - logits.shape[1], 0), value=float("nan"))
 
     def _follow_up(self) -> list[int]:
         if not self.ids.follow_up:
@@ -394,6 +406,11 @@ def turn_text(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[int], stop_id
     """A turn's generated tokens as text: stop tokens dropped, other special tokens kept (a step's
     `<end_of_step>` is part of the reasoning). Callers strip or clean it as their record needs."""
     return tokenizer.decode([t for t in tokens if t not in stop_ids], skip_special_tokens=False)
+
+
+def _per_row(leave: int | Sequence[int], rows: int) -> list[int]:
+    """`leave` (positions left to each row's own prefill) as one number per row."""
+    return [leave] * rows if isinstance(leave, int) else list(leave)
 
 
 def _media_slice(media: torch.Tensor | None, start: int, end: int | None) -> torch.Tensor | None:

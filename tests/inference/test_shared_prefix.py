@@ -327,3 +327,29 @@ def test_a_pinned_prefix_is_prefilled_once_for_every_later_call(model, processor
     assert prefilled(shared)[0].tokens == plain.tokens
     shared.unpin()
     assert shared.pinned == [] and prefilled(shared)[1] == plain_prefill
+
+
+def test_tail_logits_read_per_row_let_the_prefix_take_in_the_rest(model, processor, tokenizer):
+    """Rows scored on tails of different lengths (pDPO's paths, pairs): with `need`, the prefix they
+    share is not cut at the longest tail, and every row's needed logits are those of the row alone."""
+    features = cases(processor)["questions on one video"]
+    prompts = encode(processor, QUESTIONS[:1], features[:1]) * 3
+    tails = [[7, 8, 9] * 8, [11, 12], [13, 14, 15, 16]]
+    rows = [p + t for p, t in zip(prompts, tails)]
+    shared = decoder(model, tokenizer)
+    media = shared.encode_media(features[:3])
+    keep = max(len(t) for t in tails) + 1
+    need = [len(t) + 1 for t in tails]
+    forwards = Forwards(model)
+    try:
+        cut = shared.tail_logits(rows, media, keep)
+        read = shared.tail_logits(rows, media, keep, need)
+    finally:
+        forwards.close()
+    (_, cut_prefix), (_, read_prefix) = forwards.inputs[0], forwards.inputs[2]
+    assert read_prefix == len(prompts[0]) - 1 > cut_prefix  # the prompt but its last position (it predicts a tail)
+    alone = decoder(model, tokenizer, share=False)
+    for i, row in enumerate(rows):
+        want = alone.tail_logits([row], [media[i]], need[i])[0]
+        torch.testing.assert_close(read[i, keep - need[i]:], want, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(cut[i, keep - need[i]:], want, rtol=1e-9, atol=1e-9)

@@ -171,3 +171,25 @@ def test_reference_from_disabled_lora_adapters(tiny_model, processor):
 def test_too_long_pairs_are_skipped(processor):
     objective = DPOObjective(processor, max_length=10)
     assert objective.collate(make_pairs(processor)) is None and objective.skipped == 3
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 16])
+def test_reference_log_probs_over_shared_prefixes_are_the_training_forwards(tiny_model, processor, tokenizer,
+                                                                            batch_size):
+    """The pairs stage scores pairs through the decoder (each prompt and video once); the sums are
+    those of the training forward, at any batch size."""
+    from salmonn_o1.decoding import Decoder
+    from salmonn_o1.pdpo.reference import shared_prefix_reference_logps
+
+    model = tiny_model.double()
+    objective = DPOObjective(processor)
+    records = make_pairs(processor)
+    records.append({**records[0], "pair_id": "toy/empty", "chosen": {**records[0]["chosen"], "text": ""}})
+    want = precompute_reference_logps(model, objective, records)
+    got = shared_prefix_reference_logps(Decoder.from_tokenizer(model, tokenizer), objective, records, batch_size)
+    assert [r["pair_id"] for r in got] == [r["pair_id"] for r in records]
+    for g, w in zip(got, want):
+        for side in ("chosen", "rejected"):
+            assert g["ref_logps"][side] == pytest.approx(w["ref_logps"][side], rel=1e-6)  # float32 log-softmax
+    assert got[-1]["ref_logps"]["chosen"] == 0.0  # nothing to score
+    assert len({round(r["ref_logps"]["chosen"], 6) for r in got}) == len(got)  # not one value for all

@@ -31,9 +31,10 @@ from salmonn_o1.pdpo.folder import (
     total_cost,
 )
 from salmonn_o1.pdpo.label import LabelRecord
-from salmonn_o1.pdpo.loss import precompute_reference_logps
+from salmonn_o1.pdpo.loss import has_adapters, precompute_reference_logps
 from salmonn_o1.pdpo.objective import DPOObjective
 from salmonn_o1.pdpo.pairs import Continuation, PairRecord, oriented_pair, pair_label
+from salmonn_o1.pdpo.reference import shared_prefix_reference_logps
 from salmonn_o1.pdpo.rollout import QuestionRollout
 from salmonn_o1.pdpo.sharding import my_file, my_share
 from salmonn_o1.records import RecordWriter, read_records
@@ -102,14 +103,20 @@ def question_pairs(labelled: LabelRecord, rollout: QuestionRollout | None, setti
 def reference_pass(pipeline, objective, pending: list[tuple[str, list[dict[str, Any]]]],
                    settings: PDPOSettings) -> list[Cost]:
     """Reference log-probs of several questions' pairs, in batches of batch_size sequences (a pair is two),
-    stored in the records in place; each question's share of the forwards (by its pairs)."""
+    stored in the records in place; each question's share of the forwards (by its pairs). Through the
+    pipeline's decoder (`reference`: each prompt and video once), or, for a model with adapters, as
+    training runs it."""
     weights = [len(records) for _, records in pending]
     if objective is None or not sum(weights):
         return [Cost() for _ in pending]
     cost = Cost()
+    records = [r for _, rs in pending for r in rs]
     with count_forward(pipeline.model, cost):
-        scored = precompute_reference_logps(pipeline.model, objective, [r for _, rs in pending for r in rs],
-                                            batch_size=max(1, settings.batch_size // 2))
+        if has_adapters(pipeline.model):  # the reference is the model with its adapters off
+            scored = precompute_reference_logps(pipeline.model, objective, records,
+                                                batch_size=max(1, settings.batch_size // 2))
+        else:
+            scored = shared_prefix_reference_logps(pipeline.decoder, objective, records, settings.batch_size)
     start = 0
     for _, records in pending:
         records[:] = scored[start:start + len(records)]

@@ -68,8 +68,9 @@ def path_kl_scores(model: nn.Module, rows: list[ScoredPath], pad_id: int) -> lis
     decoder = Decoder(model, ProtocolIds(pad_id=pad_id))
     tokens = [row.prompt_ids + row.ids for row in rows]
     keep = max(len(row.ids) for row in rows) + 1
-    real = decoder.tail_logits(tokens, [row.real_media for row in rows], keep)
-    perturbed = decoder.tail_logits(tokens, [row.perturbed_media for row in rows], keep)
+    need = [len(row.ids) + 1 for row in rows]  # a row's path, and the prompt's last position predicting it
+    real = decoder.tail_logits(tokens, [row.real_media for row in rows], keep, need)
+    perturbed = decoder.tail_logits(tokens, [row.perturbed_media for row in rows], keep, need)
     # (B, keep): position j predicts the token after it. One small host copy per call, not one per step.
     kl = token_kl(real, perturbed).cpu()
     del real, perturbed

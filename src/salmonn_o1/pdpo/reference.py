@@ -1,0 +1,49 @@
+"""The pairs stage's reference log-probs through the `Decoder`: each prompt and video once.
+
+`loss.precompute_reference_logps` scores a pair as training sees it: two full rows (prompt, media,
+prefix, continuation), each encoding the video and running the whole prompt again. A question's
+pairs all begin with the same prompt and video, and a step pair's two rows the same steps too, so
+here the rows go through `Decoder.tail_logits`: each distinct media input is encoded once, the
+prefix its rows share is prefilled once (its keys and values shared, `prefix_cache`), and only the
+continuation's positions get logits. The sums are those of the training forward up to float
+rounding (a test holds them to it), so the DPO margin still starts at zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from salmonn_o1.chat import IGNORE_INDEX
+from salmonn_o1.decoding import Decoder
+from salmonn_o1.pdpo.objective import DPOObjective
+from salmonn_o1.pdpo.pairs import as_record, encode_pair
+
+
+@torch.no_grad()
+def shared_prefix_reference_logps(decoder: Decoder, objective: DPOObjective, records: Sequence[dict[str, Any]],
+                                  batch_size: int = 16) -> list[dict[str, Any]]:
+    """Copies of the records with `ref_logps` = {"chosen", "rejected"}: the summed log-probs of each
+    continuation under the decoder's model, `batch_size` sequences (a pair is two) a call."""
+    out = [dict(r) for r in records]
+    rows: list[tuple[int, str, list[int], int, Any]] = []  # (record, side, ids, scored positions, features)
+    for i, record in enumerate(out):
+        pair = as_record(record)
+        for side, sample in zip(("chosen", "rejected"),
+                                encode_pair(objective.processor, pair, objective.features(pair.media))):
+            scored = sum(1 for label in sample.labels if label != IGNORE_INDEX)
+            rows.append((i, side, list(sample.input_ids), scored, sample.media))
+        out[i]["ref_logps"] = {}
+    for start in range(0, len(rows), max(batch_size, 1)):
+        chunk = rows[start:start + max(batch_size, 1)]
+        keep = max(scored for _, _, _, scored, _ in chunk) + 1  # position t's logits predict token t + 1
+        logits = decoder.tail_logits([ids for _, _, ids, _, _ in chunk],
+                                     decoder.encode_media([features for *_, features in chunk]), keep,
+                                     [scored + 1 for _, _, _, scored, _ in chunk])
+        for row, (i, side, ids, scored, _) in enumerate(chunk):
+            predicted = logits[row, keep - 1 - scored:keep - 1].float().log_softmax(-1)
+            targets = torch.tensor(ids[len(ids) - scored:], device=predicted.device).unsqueeze(-1)
+            out[i]["ref_logps"][side] = float(predicted.gather(-1, targets).sum())
+    return out
