@@ -218,7 +218,9 @@ class Decoder:
     def pin_prefixes(self, rows: Rows, media: Media) -> None:
         """`pin_prefix` of several rows in one batch (each over the longest pin it already extends)."""
         token = getattr(getattr(self.model, "config", None), "media_token_id", None)
-        counts = [sum(1 for t in ids if t == token) if token is not None else 0 for ids in rows]
+        # (A model that names no media token: a pin holds its media whole.)
+        counts = [sum(1 for t in ids if t == token) if token is not None else (0 if m is None else m.shape[0])
+                  for ids, m in zip(rows, media)]
         # A prefix that stops inside the media splices the part it holds (the whole object otherwise,
         # so that it extends the pins of that object).
         held = [m if m is None or n == m.shape[0] else _media_slice(m, 0, n) for m, n in zip(media, counts)]

@@ -123,5 +123,19 @@ def test_select_scores_batched_equal_per_question(tmp_path, double_pipeline, que
                 assert b["selected"] == a["selected"] and all(s > 0 for s in b["scores"])
         passes[batch_size] = sum(r["cost"]["forward_passes"] for r in batched)
         assert summary["cost"]["forward_passes"] == passes[batch_size] > 0
-    # Per question: a shared-prefix prefill and a pass, for real and perturbed media; batched: one call.
-    assert passes[32] == 4 < sum(r["cost"]["forward_passes"] for r in alone)
+    # Per question: its prompts pinned, then a pass for real and one for perturbed media per call of
+    # similar path lengths; batched: every prompt pinned in one forward, the calls shared by all.
+    assert passes[32] < passes[3] and passes[32] < sum(r["cost"]["forward_passes"] for r in alone)
+    assert (passes[32] - 1) % 2 == 0
+
+
+def test_length_chunks_keep_long_rows_from_padding_short_ones():
+    from salmonn_o1.pdpo.batching import length_chunks
+
+    lengths = [20, 200, 22, 190, 21, 25, 24, 23]
+    chunks = length_chunks(lengths, batch_size=4)
+    assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))  # every row once
+    assert chunks[0] == [1, 3]  # the two whole paths together, apart from the steps
+    assert all(len(c) <= 4 for c in chunks)
+    assert all(max(lengths[i] for i in c) <= 2 * min(lengths[i] for i in c) for c in chunks)
+    assert length_chunks([5] * 10, batch_size=4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

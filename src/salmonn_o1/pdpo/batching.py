@@ -11,7 +11,7 @@ The rows' seeds depend on the question and the row only (`folder.question_seed`)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 Work = TypeVar("Work")
@@ -73,3 +73,26 @@ def row_calls(works: Iterable[Work], rows_of: Callable[[Work], int], batch_size:
             yield [], finished()
     if call or waiting:
         yield call, finished()
+
+
+def length_chunks(lengths: Sequence[int], batch_size: int, waste: float = 0.5) -> list[list[int]]:
+    """Row indices in calls of at most batch_size rows, longest first, a call cut before padding to its
+    longest row would make more than `waste` of its positions padding.
+
+    A left-padded teacher-forced call costs its longest row for every row, so whole paths (hundreds of
+    tokens) and single steps (tens) scored together would make the steps pay for the paths.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in order:
+        if current and (len(current) >= batch_size
+                        or real + lengths[i] < (1 - waste) * lengths[current[0]] * (len(current) + 1)):
+            chunks.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += lengths[i]
+    if current:
+        chunks.append(current)
+    return chunks

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salmonn_o1.decoding import Decoder, ProtocolIds
+from salmonn_o1.pdpo.batching import length_chunks
 from salmonn_o1.processor import MediaFeatures
 
 SELECTIONS = ("contrastive", "all", "random")
@@ -61,25 +62,37 @@ class ScoredPath:
 @torch.no_grad()
 def path_kl_scores(model: nn.Module, rows: list[ScoredPath], pad_id: int) -> list[list[float]]:
     """Per-step scores of each row in one call: one real and one perturbed teacher-forced pass over
-    all the rows, which may belong to several questions (each question's rows share its prompt, and
-    `tail_logits` prefills that prefix once per media input)."""
+    all the rows, which may belong to several questions (each question's prompt is prefilled once per
+    media input and pinned for its rows)."""
     if not rows:
         return []
     decoder = Decoder(model, ProtocolIds(pad_id=pad_id))
-    tokens = [row.prompt_ids + row.ids for row in rows]
-    keep = max(len(row.ids) for row in rows) + 1
-    need = [len(row.ids) + 1 for row in rows]  # a row's path, and the prompt's last position predicting it
-    real = decoder.tail_logits(tokens, [row.real_media for row in rows], keep, need)
-    perturbed = decoder.tail_logits(tokens, [row.perturbed_media for row in rows], keep, need)
-    # (B, keep): position j predicts the token after it. One small host copy per call, not one per step.
-    kl = token_kl(real, perturbed).cpu()
-    del real, perturbed
-    scores = []
-    for b, row in enumerate(rows):
-        # Assistant token t sits at kept index keep - len(ids) + t; it is predicted one position earlier.
-        offset = keep - len(row.ids) - 1
-        per_token = kl[b, offset:offset + len(row.ids)]
-        scores.append([float(per_token[a:z].mean()) if z > a else 0.0 for a, z in row.spans])
+    # Each question's prompt, with each of its media inputs, prefilled once (the last prompt position
+    # predicts the path's first token: it stays with the rows); the rows then go in calls of similar
+    # path lengths (`batching.length_chunks`), so short paths do not pay for long ones.
+    prompts = {(tuple(row.prompt_ids[:-1]), id(m)): m for row in rows for m in (row.real_media, row.perturbed_media)
+               if len(row.prompt_ids) > decoder.min_shared_prefix}  # shorter: not worth a prefill of its own
+    if prompts:
+        decoder.pin_prefixes([list(ids) for ids, _ in prompts], list(prompts.values()))
+    scores: list[list[float]] = [[] for _ in rows]
+    try:
+        for chunk in length_chunks([len(row.ids) + 1 for row in rows], len(rows)):
+            part = [rows[i] for i in chunk]
+            tokens = [row.prompt_ids + row.ids for row in part]
+            keep = max(len(row.ids) for row in part) + 1
+            need = [len(row.ids) + 1 for row in part]  # a row's path, and the prompt position predicting it
+            real = decoder.tail_logits(tokens, [row.real_media for row in part], keep, need)
+            perturbed = decoder.tail_logits(tokens, [row.perturbed_media for row in part], keep, need)
+            # (B, keep): position j predicts the token after it. One small host copy per call, not one per step.
+            kl = token_kl(real, perturbed).cpu()
+            del real, perturbed
+            for b, (i, row) in enumerate(zip(chunk, part)):
+                # Assistant token t sits at kept index keep - len(ids) + t; it is predicted one position earlier.
+                offset = keep - len(row.ids) - 1
+                per_token = kl[b, offset:offset + len(row.ids)]
+                scores[i] = [float(per_token[a:z].mean()) if z > a else 0.0 for a, z in row.spans]
+    finally:
+        decoder.unpin()
     return scores
 
 
