@@ -75,7 +75,7 @@ def row_calls(works: Iterable[Work], rows_of: Callable[[Work], int], batch_size:
         yield call, finished()
 
 
-def length_chunks(lengths: Sequence[int], batch_size: int, waste: float = 0.5) -> list[list[int]]:
+def length_chunks(lengths: Sequence[int], batch_size: int, waste: float = 0.25) -> list[list[int]]:
     """Row indices in calls of at most batch_size rows, longest first, a call cut before padding to its
     longest row would make more than `waste` of its positions padding.
 
