@@ -4,8 +4,9 @@
     N questions asked one at a time): the goal is N = 8 at <= 1.5x one question. A batch decodes
     until its longest answer ends, so the longest of the N questions asked alone is its floor
     (column "x longest"). Variants switch the
-    decoder's savings off one at a time: the shared prefix (system prompt + media prefilled once,
-    its KV cache repeated per question) and dropping finished rows from the decode batch.
+    decoder's savings off one at a time: the shared prefix (system prompt + media prefilled once),
+    its KV cache shared by the questions rather than copied to each (`prefix_cache`), and dropping
+    finished rows from the decode batch.
 (b) the two-turn protocol: answer turn from the reasoning turn's KV cache vs re-encoding the video
     and prefilling the whole conversation again (the release).
 
@@ -64,20 +65,22 @@ def main() -> None:
     questions = (QUESTIONS * (args.questions // len(QUESTIONS) + 1))[:args.questions]
     gen = {"max_new_tokens": args.max_new_tokens, "answer_max_new_tokens": 32}
     decoder = pipe.decoder
-    defaults = (decoder.min_shared_prefix, decoder.drop_finished)
+    defaults = (decoder.min_shared_prefix, decoder.drop_finished, decoder.share_prefixes)
 
-    def many(share: bool, drop: bool):
+    def many(share: bool, drop: bool, copies: bool = False):
         def run():
             decoder.min_shared_prefix = defaults[0] if share else 10**9
             decoder.drop_finished = drop
+            decoder.share_prefixes = defaults[2] and not copies
             try:
                 return pipe.ask_many(clip, questions, **gen)
             finally:
-                decoder.min_shared_prefix, decoder.drop_finished = defaults
+                decoder.min_shared_prefix, decoder.drop_finished, decoder.share_prefixes = defaults
         return run
 
     many_cases = {
         f"(a) ask_many N={len(questions)}": many(True, True),
+        f"(a) ask_many N={len(questions)}, prefix copied to each row": many(True, True, copies=True),
         f"(a) ask_many N={len(questions)}, no shared prefix": many(False, True),
         f"(a) ask_many N={len(questions)}, finished rows kept": many(True, False),
         f"(a) ask_many N={len(questions)}, neither (main before)": many(False, False),

@@ -17,10 +17,10 @@ policy (alternative steps, completions) and the contrastive KL step scores.
 
 Rows that begin alike (several questions about one video: the same system
 prompt and media; pDPO completions of one prefix) share a prefix, per media
-input: the prefixes are prefilled once, as one left-padded batch, each row gets
-a copy of its group's KV cache, and each row's rest is fed after it (`SharedPrefix`); rows that
-repeat one sequence (pDPO's N completions of a branch) have their rest prefilled once more, as a
-second level, and copied the same way. Sampling is `generation.decode`'s
+input: the prefixes are prefilled once, as one left-padded batch, each row continues its group's
+KV cache without a copy of it (`prefix_cache`, on sdpa models; a copy per row otherwise), and each
+row's rest is fed after it (`SharedPrefix`); rows that repeat one sequence (pDPO's N completions of
+a branch) have their rest prefilled once more, as a second level, copied per row (it is short). Sampling is `generation.decode`'s
 loop: a seeded generator per call, so the same seed gives the same samples, or one per row (`row_seeds`),
 so a row's samples do not depend on what else is in the batch (pDPO's stages seed per question and path). The decoder calls only the
 model's own methods (`encode_media`, `splice_media`, `get_input_embeddings`,

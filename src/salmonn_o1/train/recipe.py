@@ -142,7 +142,7 @@ class PDPOSettings:
                               choices=("hard", "soft"))
     mu: float = _option(0.1, "soft-label temperature (not published)")
     reference_logps: bool = _option(True, "pairs: do not store reference log-probs", flag="--no-ref-logps")
-    batch_size: int = _option(16, "sequences per forward in every stage (questions are batched to fill it); "
+    batch_size: int = _option(64, "sequences per forward in every stage (questions are batched to fill it); "
                               "changes speed and memory, not the records")
     seed: int | None = _option(None, "seed of every sampling and selection (unset: the recipe's run.seed, "
                                "on the command line 0)")
