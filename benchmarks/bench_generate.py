@@ -5,7 +5,7 @@
     until its longest answer ends, so the longest of the N questions asked alone is its floor
     (column "x longest"). Variants switch the
     decoder's savings off one at a time: the shared prefix (system prompt + media prefilled once),
-    its KV cache shared by the questions rather than copied to each (`prefix_cache`), and dropping
+    its KV cache shared by the questions rather than copied to each (`kv_cache`), and dropping
     finished rows from the decode batch.
 (b) the two-turn protocol: answer turn from the reasoning turn's KV cache vs re-encoding the video
     and prefilling the whole conversation again (the release).

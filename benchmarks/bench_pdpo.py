@@ -24,7 +24,7 @@ are shown side by side; the new code's label records at batch size 1 must equal 
 batch size (checked in the first new run, outside the timings). The new code runs at each of
 --ab-batch-sizes (default 64, the setting's default, and 16; the goals are checked at the first): on a
 CPU the mini model's forward is mostly fixed cost, so fewer, wider forwards are what pays, once rows
-share their prefixes instead of copying them (`prefix_cache`).
+share their prefixes instead of copying them (`kv_cache`).
 
     git worktree add /tmp/old-pdpo 1646d14
     python benchmarks/bench_pdpo.py --old-src /tmp/old-pdpo/src [--skip-strategies]

@@ -59,7 +59,7 @@ LAYER_OF = {
     "salmonn_o1.checkpoints": "loading",
     # decoding, the pipeline, batch inference
     "salmonn_o1.generation": "inference",
-    "salmonn_o1.prefix_cache": "inference",
+    "salmonn_o1.kv_cache": "inference",
     "salmonn_o1.decoding": "inference",
     "salmonn_o1.inference": "inference",
     "salmonn_o1.batch_inference": "inference",

@@ -18,7 +18,7 @@ policy (alternative steps, completions) and the contrastive KL step scores.
 Rows that begin alike (several questions about one video: the same system
 prompt and media; pDPO completions of one prefix) share a prefix, per media
 input: the prefixes are prefilled once, as one left-padded batch, each row continues its group's
-KV cache without a copy of it (`prefix_cache`, on sdpa models; a copy per row otherwise), and each
+KV cache without a copy of it (`kv_cache`, on sdpa models; a copy per row otherwise), and each
 row's rest is fed after it (`SharedPrefix`); rows that repeat one sequence (pDPO's N completions of
 a branch) have their rest prefilled once more, as a second level, copied per row (it is short). Sampling is `generation.decode`'s
 loop: a seeded generator per call, so the same seed gives the same samples, or one per row (`row_seeds`),
@@ -37,12 +37,11 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from salmonn_o1 import prefix_cache
+from salmonn_o1 import kv_cache
 from salmonn_o1.chat import follow_up_ids
 from salmonn_o1.generation import (
     DecodeResult,
     DecodeState,
-    GrowingCache,
     SamplingConfig,
     cache_kwargs,
     decode,
@@ -50,8 +49,8 @@ from salmonn_o1.generation import (
     prefill,
     row_generators,
 )
+from salmonn_o1.kv_cache import GrowingCache, SharedPrefixCache
 from salmonn_o1.model.media_batch import MediaBatch, MediaFeatures
-from salmonn_o1.prefix_cache import SharedPrefixCache
 from salmonn_o1.prompts import END_OF_STEP, FINAL_ANSWER_QUESTION, IM_END
 
 Rows = Sequence[Sequence[int]]  # token ids per sample, unpadded
@@ -136,14 +135,14 @@ class Decoder:
     the rows are prefilled whole, as one left-padded batch).
     drop_finished: rows that stopped leave the decode batch until the turn ends (`generation.decode`).
     share_prefixes: rows continue a prefilled prefix without copies of its keys and values
-    (`prefix_cache`; switches an sdpa model to `prefix_cache.ATTENTION`, which is sdpa for every
+    (`kv_cache`; switches an sdpa model to `kv_cache.ATTENTION`, which is sdpa for every
     other forward); False, or a model on another attention implementation, copies it to every row.
     """
 
     def __init__(self, model: nn.Module, ids: ProtocolIds | None = None, min_shared_prefix: int = 32,
                  drop_finished: bool = True, share_prefixes: bool = True):
         self.model = model
-        self.share_prefixes = share_prefixes and prefix_cache.enable(model)
+        self.share_prefixes = share_prefixes and kv_cache.enable(model)
         self.ids = ids if ids is not None else ProtocolIds()
         self.encoder_calls = 0  # media encodings run, for tests and benchmarks
         self.min_shared_prefix = min_shared_prefix

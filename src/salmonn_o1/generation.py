@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
-from salmonn_o1.prefix_cache import SharedPrefixCache
+from salmonn_o1.kv_cache import GrowingCache, SharedPrefixCache
 
 
 @dataclass
@@ -41,60 +40,6 @@ class SamplingConfig:
             raise ValueError("top_p must be in (0, 1]")
 
 
-class GrowingLayer(DynamicLayer):
-    """A `DynamicLayer` whose keys and values live in a buffer with room to spare.
-
-    `DynamicLayer.update` concatenates, copying the layer's whole cache on every decode step; on
-    CPU that copy (into freshly allocated memory) costs more than the step's attention and grows
-    with the batch. Here a step writes into the buffer's spare room, and the buffer grows by
-    `GROW` positions only when full. `keys` / `values` are views of the filled part, so the
-    layer's other methods (batch selection and repetition, crop) work unchanged: assigning them
-    replaces the buffer with the assigned tensor.
-    """
-
-    GROW = 256  # spare positions added when the buffer fills (memory kept over a concatenating cache)
-
-    def __init__(self, **kwargs):
-        self._buffers: dict[str, torch.Tensor | None] = {"keys": None, "values": None}
-        self._filled = {"keys": 0, "values": 0}  # each buffer its own: a method assigns one, then reads the other
-        super().__init__(**kwargs)
-
-    def _view(self, name: str) -> torch.Tensor | None:
-        buffer = self._buffers[name]
-        return buffer if buffer is None or buffer.dim() != 4 else buffer[:, :, :self._filled[name]]
-
-    def _assign(self, name: str, value: torch.Tensor | None) -> None:
-        self._buffers[name] = value
-        self._filled[name] = value.shape[-2] if value is not None and value.dim() == 4 else 0
-
-    keys = property(lambda self: self._view("keys"), lambda self, value: self._assign("keys", value))
-    values = property(lambda self: self._view("values"), lambda self, value: self._assign("values", value))
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        for name, new in (("keys", key_states), ("values", value_states)):
-            buffer, filled, length = self._buffers[name], self._filled[name], new.shape[-2]
-            if buffer.dim() != 4 or filled + length > buffer.shape[-2] or buffer.shape[0] != new.shape[0]:
-                grown = new.new_empty((*new.shape[:2], filled + length + self.GROW, new.shape[-1]))
-                if filled:
-                    grown[:, :, :filled] = buffer[:, :, :filled]
-                buffer = self._buffers[name] = grown
-            buffer[:, :, filled:filled + length] = new
-            self._filled[name] = filled + length
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self._filled["keys"] if self.is_initialized else 0
-
-
-class GrowingCache(DynamicCache):
-    """A `DynamicCache` of `GrowingLayer`s (layers added as the model first writes them)."""
-
-    def __init__(self):
-        Cache.__init__(self, layer_class_to_replicate=GrowingLayer)
-
-
 @dataclass
 class DecodeState:
     """What a later turn needs to continue the same sequences."""
@@ -107,8 +52,8 @@ class DecodeState:
     def select(self, rows: list[int], keep: list[bool] | None = None, share: bool = False) -> DecodeState:
         """A state of len(rows) rows, row i a copy of this state's row rows[i] (in place on its cache);
         keep[i] False masks the copy out entirely (a row that shares none of these positions).
-        share: row i continues row rows[i] without a copy of its keys and values (`prefix_cache`:
-        the model must run `prefix_cache.ATTENTION`); a cache that already shares copies only its suffixes."""
+        share: row i continues row rows[i] without a copy of its keys and values (`kv_cache`:
+        the model must run `kv_cache.ATTENTION`); a cache that already shares copies only its suffixes."""
         index = torch.tensor(rows, device=self.attention_mask.device)
         if share and not isinstance(self.cache, SharedPrefixCache):
             self.cache = SharedPrefixCache.share(self.cache, index)

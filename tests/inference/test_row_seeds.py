@@ -10,22 +10,11 @@ import torch
 from salmonn_o1.decoding import Decoder
 from salmonn_o1.generation import SamplingConfig, pick_next
 from salmonn_o1.pdpo.costs import Cost
-from salmonn_o1.processor import SalmonnO1Processor
 from salmonn_o1.prompts import format_question
 
 from clips import colour_clip
 
 SAMPLING = SamplingConfig(max_new_tokens=12, do_sample=True, temperature=1.5, top_p=0.95)
-
-
-@pytest.fixture()
-def model(tiny_model):
-    return tiny_model.double()
-
-
-@pytest.fixture()
-def processor(tiny_config, tokenizer):
-    return SalmonnO1Processor(tokenizer, tiny_config)
 
 
 def rows_and_media(processor, decoder):

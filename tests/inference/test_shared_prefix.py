@@ -7,23 +7,13 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from salmonn_o1.decoding import Decoder, SharedPrefix
-from salmonn_o1.generation import GrowingLayer, SamplingConfig
-from salmonn_o1.processor import SalmonnO1Processor
+from salmonn_o1.generation import SamplingConfig
+from salmonn_o1.kv_cache import GrowingLayer
 from salmonn_o1.prompts import format_question
 
 from clips import colour_clip
 
 QUESTIONS = ("What colour?", "Which colour shows first, then, and why?", "Any sound?", "Is it red or blue, or both?")
-
-
-@pytest.fixture()
-def model(tiny_model):
-    return tiny_model.double()  # float64: a random model's near-ties must not flip greedy choices
-
-
-@pytest.fixture()
-def processor(tiny_config, tokenizer):
-    return SalmonnO1Processor(tokenizer, tiny_config)
 
 
 def decoder(model, tokenizer, share: bool = True, drop: bool = True) -> Decoder:

@@ -4,7 +4,7 @@
 prefix, continuation), each encoding the video and running the whole prompt again. A question's
 pairs all begin with the same prompt and video, and a step pair's two rows the same steps too, so
 here the rows go through `Decoder.tail_logits`: each distinct media input is encoded once, the
-prefix its rows share is prefilled once (its keys and values shared, `prefix_cache`), and only the
+prefix its rows share is prefilled once (its keys and values shared, `kv_cache`), and only the
 continuation's positions get logits. The sums are those of the training forward up to float
 rounding (a test holds them to it), so the DPO margin still starts at zero.
 """

@@ -1,4 +1,4 @@
-"""Rows that continue a shared prefix without copies of it (`prefix_cache`) attend as rows holding
+"""Rows that continue a shared prefix without copies of it (`kv_cache`) attend as rows holding
 copies do: the attention against sdpa over copies, the block layout, and the decoder end to end."""
 
 from types import SimpleNamespace
@@ -7,11 +7,10 @@ import pytest
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from salmonn_o1 import prefix_cache
+from salmonn_o1 import kv_cache
 from salmonn_o1.decoding import Decoder
 from salmonn_o1.generation import SamplingConfig
-from salmonn_o1.prefix_cache import Layout, SharedPrefixCache, SharedPrefixLayer, shared_prefix_attention
-from salmonn_o1.processor import SalmonnO1Processor
+from salmonn_o1.kv_cache import Layout, SharedPrefixCache, SharedPrefixLayer, shared_prefix_attention
 from salmonn_o1.prompts import format_question
 
 from clips import colour_clip
@@ -26,8 +25,7 @@ def shared_and_copied(group: list[int], prefix: int, suffix: int, q: int, holes:
     rows = len(group)
     pk, pv = (torch.randn(groups, KV_HEADS, prefix, DIM, generator=g, dtype=torch.float64) for _ in range(2))
     sk, sv = (torch.randn(rows, KV_HEADS, suffix, DIM, generator=g, dtype=torch.float64) for _ in range(2))
-    layer = SharedPrefixLayer(pk, pv)
-    layer.start(rows)
+    layer = SharedPrefixLayer(pk, pv, rows)
     layer.update(sk, sv)
     cache = SharedPrefixCache([layer], torch.tensor(group))
     index = torch.tensor(group)
@@ -50,7 +48,10 @@ MODULE = SimpleNamespace(layer_idx=0, num_key_value_groups=HEADS // KV_HEADS, is
                                    [0, 1, 2, 3]])  # no row shares
 @pytest.mark.parametrize("q", [1, 5])
 @pytest.mark.parametrize("holes", [False, True])
-def test_attention_over_a_shared_prefix_is_sdpas_over_copies(group, q, holes):
+@pytest.mark.parametrize("fused", [True, False])  # False: the plain-ops path other devices take
+def test_attention_over_a_shared_prefix_is_sdpas_over_copies(group, q, holes, fused, monkeypatch):
+    if not fused:
+        monkeypatch.setattr(kv_cache, "_FUSED_CPU", None)
     cache, query, sk, sv, keys, values, mask = shared_and_copied(group, prefix=37, suffix=9, q=q, holes=holes)
     got, _ = shared_prefix_attention(MODULE, query, sk, sv, mask, scaling=DIM ** -0.5, shared_prefix=cache)
     want, _ = sdpa_attention_forward(MODULE, query, keys, values, mask, scaling=DIM ** -0.5)
@@ -106,16 +107,6 @@ def test_selecting_rows_keeps_the_prefixes_shared():
 # ---- the decoder, end to end ----
 
 
-@pytest.fixture()
-def model(tiny_model):
-    return tiny_model.double()
-
-
-@pytest.fixture()
-def processor(tiny_config, tokenizer):
-    return SalmonnO1Processor(tokenizer, tiny_config)
-
-
 def test_the_decoder_shares_prefixes_and_decodes_what_copies_decode(model, processor, tokenizer):
     """Repeated rows (pDPO's N completions) over a pinned prompt, rows ending at different steps, then
     the answer turn: the same tokens with shared prefixes as with copies, and the shared cache holds
@@ -151,8 +142,8 @@ def test_the_decoder_shares_prefixes_and_decodes_what_copies_decode(model, proce
 def test_a_model_on_another_attention_copies_prefixes(model, tokenizer):
     model.config.text_config._attn_implementation = "eager"
     try:
-        assert not prefix_cache.enable(model)
+        assert not kv_cache.enable(model)
         assert not Decoder.from_tokenizer(model, tokenizer).share_prefixes
     finally:
         model.config.text_config._attn_implementation = "sdpa"
-    assert prefix_cache.enable(model) and model.config.text_config._attn_implementation == prefix_cache.ATTENTION
+    assert kv_cache.enable(model) and model.config.text_config._attn_implementation == kv_cache.ATTENTION

@@ -1,4 +1,7 @@
-"""A KV cache whose rows share prefixes without copying them, and the attention that reads it.
+"""The decoder's KV caches: one written in place, and one whose rows share prefixes without copies,
+with the attention that reads the second.
+
+`GrowingCache` keeps each layer's keys and values in a buffer with room to spare (below).
 
 Many rows of one decode batch begin with the same long prefix: pDPO's N completions of a branch
 (prompt, video and the steps so far), a question's P sampled paths, several questions about one
@@ -8,12 +11,14 @@ makes each decode step read B copies of it; on a CPU that reading is most of a s
 prefixes are kept once, as a (G, heads, Lp, dim) tensor per layer, each row names its prefix
 (`group`), and only what a row adds after it (its suffix) is stored per row.
 
-The attention over such a cache ("cascade" attention in serving engines' terms) scores a row's
-query against its group's prefix and against its own suffix and takes one softmax over both.
-The prefix half runs as one matmul per group of rows, the rows of a group stacked as extra query
-positions, so every prefix is read once per step, whatever the number of rows continuing it.
-No maintained library offers this on a CPU through transformers' attention interface (vLLM and
-FlashInfer do it in CUDA kernels for their own engines), so it is written here, in plain torch.
+The attention over such a cache ("cascade" attention in serving engines' terms) attends each
+row's query over its prefix and over its own suffix separately and merges the two by their
+log-sum-exps, as flash attention merges its tiles. The prefix half runs per block of rows of one
+prefix, the block's rows stacked as extra query positions, so a prefix is read once per block and
+step, whatever the number of rows continuing it. On a CPU each half is one call of torch's fused
+attention kernel (the one sdpa runs, which also returns the log-sum-exp); elsewhere plain torch
+ops. No maintained library offers this through transformers' attention interface (vLLM and
+FlashInfer do it in CUDA kernels inside their own engines), so it is written here.
 
 It plugs in as an attention implementation (`ATTENTION`, registered with transformers'
 `AttentionInterface` and, for masks, `AttentionMaskInterface` as sdpa's): a forward given a
@@ -30,52 +35,48 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from transformers import AttentionInterface
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 ATTENTION = "sdpa_shared_prefix"
 
 
-class SharedPrefixLayer(DynamicLayer):
-    """One layer: the groups' prefixes (G, heads, Lp, D), each row's group, and each row's suffix.
+class GrowingLayer(DynamicLayer):
+    """A `DynamicLayer` whose keys and values live in a buffer with room to spare.
 
-    `keys` / `values` are the suffix (B, heads, Ls, D): what `update` appends to and what batch
-    selection, parking and the attention's own part read; the buffer grows like `GrowingLayer`'s.
+    `DynamicLayer.update` concatenates, copying the layer's whole cache on every decode step; on
+    CPU that copy (into freshly allocated memory) costs more than the step's attention and grows
+    with the batch. Here a step writes into the buffer's spare room, and the buffer grows by
+    `GROW` positions only when full. `keys` / `values` are views of the filled part, so the
+    layer's other methods (batch selection and repetition, crop) work unchanged: assigning them
+    replaces the buffer with the assigned tensor.
     """
 
-    GROW = 256
+    GROW = 256  # spare positions added when the buffer fills (memory kept over a concatenating cache)
 
-    def __init__(self, prefix_keys: torch.Tensor, prefix_values: torch.Tensor):
+    def __init__(self, **kwargs):
         self._buffers: dict[str, torch.Tensor | None] = {"keys": None, "values": None}
-        self._filled = {"keys": 0, "values": 0}
-        super().__init__()
-        self.prefix_keys, self.prefix_values = prefix_keys, prefix_values
-        self.dtype, self.device = prefix_keys.dtype, prefix_keys.device
-        self.is_initialized = True
+        self._filled = {"keys": 0, "values": 0}  # each buffer its own: a method assigns one, then reads the other
+        super().__init__(**kwargs)
 
     def _view(self, name: str) -> torch.Tensor | None:
         buffer = self._buffers[name]
-        return buffer if buffer is None else buffer[:, :, :self._filled[name]]
+        return buffer if buffer is None or buffer.dim() != 4 else buffer[:, :, :self._filled[name]]
 
     def _assign(self, name: str, value: torch.Tensor | None) -> None:
         self._buffers[name] = value
-        self._filled[name] = value.shape[-2] if value is not None else 0
+        self._filled[name] = value.shape[-2] if value is not None and value.dim() == 4 else 0
 
     keys = property(lambda self: self._view("keys"), lambda self, value: self._assign("keys", value))
     values = property(lambda self: self._view("values"), lambda self, value: self._assign("values", value))
 
-    def start(self, rows: int) -> None:
-        """No suffix yet: `rows` rows of zero positions."""
-        kv_heads, dim = self.prefix_keys.shape[1], self.prefix_keys.shape[-1]
-        for name in ("keys", "values"):
-            self._buffers[name] = self.prefix_keys.new_empty((rows, kv_heads, self.GROW, dim))
-            self._filled[name] = 0
-
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
         for name, new in (("keys", key_states), ("values", value_states)):
             buffer, filled, length = self._buffers[name], self._filled[name], new.shape[-2]
-            if filled + length > buffer.shape[-2] or buffer.shape[0] != new.shape[0]:
+            if buffer.dim() != 4 or filled + length > buffer.shape[-2] or buffer.shape[0] != new.shape[0]:
                 grown = new.new_empty((*new.shape[:2], filled + length + self.GROW, new.shape[-1]))
                 if filled:
                     grown[:, :, :filled] = buffer[:, :, :filled]
@@ -85,7 +86,33 @@ class SharedPrefixLayer(DynamicLayer):
         return self.keys, self.values
 
     def get_seq_length(self) -> int:
-        return self.prefix_keys.shape[-2] + self._filled["keys"]
+        return self._filled["keys"] if self.is_initialized else 0
+
+
+class GrowingCache(DynamicCache):
+    """A `DynamicCache` of `GrowingLayer`s (layers added as the model first writes them)."""
+
+    def __init__(self):
+        Cache.__init__(self, layer_class_to_replicate=GrowingLayer)
+
+
+class SharedPrefixLayer(GrowingLayer):
+    """One layer: the prefixes (G, heads, Lp, D) its rows continue, and each row's suffix.
+
+    `keys` / `values` are the suffixes (B, heads, Ls, D): what `update` appends to (in place, as
+    `GrowingLayer`) and what batch selection, parking and the attention's own part read; which
+    prefix a row continues is the cache's `group`.
+    """
+
+    def __init__(self, prefix_keys: torch.Tensor, prefix_values: torch.Tensor, rows: int):
+        super().__init__()
+        self.prefix_keys, self.prefix_values = prefix_keys, prefix_values
+        self.dtype, self.device, self.is_initialized = prefix_keys.dtype, prefix_keys.device, True
+        no_suffix = (rows, prefix_keys.shape[1], 0, prefix_keys.shape[-1])  # the first update makes room
+        self.keys, self.values = prefix_keys.new_empty(no_suffix), prefix_values.new_empty(no_suffix)
+
+    def get_seq_length(self) -> int:
+        return self.prefix_keys.shape[-2] + super().get_seq_length()
 
     def full_row(self, row: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Row `row`'s keys and values over the whole length (1, heads, Lp + Ls, D): a copy."""
@@ -166,10 +193,7 @@ class SharedPrefixCache(Cache):
     @classmethod
     def share(cls, cache: Cache, rows: torch.Tensor) -> SharedPrefixCache:
         """`cache`'s rows as the prefixes of len(rows) new rows (row i continues prefix rows[i])."""
-        layers = [SharedPrefixLayer(layer.keys, layer.values) for layer in cache.layers]
-        for layer in layers:
-            layer.start(len(rows))
-        return cls(layers, rows)
+        return cls([SharedPrefixLayer(layer.keys, layer.values, len(rows)) for layer in cache.layers], rows)
 
     @property
     def prefix_length(self) -> int:
@@ -219,7 +243,7 @@ def _attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     """Softmax attention over one part of the keys (queries already scaled): (output, log-sum-exp of
     the scores, (N, heads, M, 1)), the second for merging parts. On a CPU, torch's fused kernel."""
     precision = torch.promote_types(queries.dtype, torch.float32)  # merged in float32 at least
-    if queries.device.type == "cpu":
+    if queries.device.type == "cpu" and _FUSED_CPU is not None:
         out, lse = _FUSED_CPU(queries, keys, values, 0.0, False, attn_mask=bias.to(queries.dtype), scale=1.0)
         return out.to(precision), lse.to(precision).unsqueeze(-1)
     scores = torch.matmul(queries, keys.transpose(-1, -2)).to(precision) + bias
@@ -227,7 +251,8 @@ def _attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     return torch.matmul(torch.exp(scores - lse).to(values.dtype), values).to(precision), lse
 
 
-_FUSED_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+# sdpa's CPU kernel, which returns the log-sum-exp with the output (a private op: None if absent).
+_FUSED_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
 def shared_prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
