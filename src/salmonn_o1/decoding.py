@@ -20,12 +20,12 @@ prompt and media; pDPO completions of one prefix) share a prefix, per media
 input: the prefixes are prefilled once, as one left-padded batch, each row continues its group's
 KV cache without a copy of it (`kv_cache`, on sdpa models; a copy per row otherwise), and each
 row's rest is fed after it (`SharedPrefix`); rows that repeat one sequence (pDPO's N completions of
-a branch) have their rest prefilled once more, as a second level, copied per row (it is short). Sampling is `generation.decode`'s
-loop: a seeded generator per call, so the same seed gives the same samples, or one per row (`row_seeds`),
-so a row's samples do not depend on what else is in the batch (pDPO's stages seed per question and path). The decoder calls only the
-model's own methods (`encode_media`, `splice_media`, `get_input_embeddings`,
-and its forward over `inputs_embeds` with a cache), never the language model
-inside it.
+a branch) have their rest prefilled once more, as a second level, copied per row (it is short).
+Sampling is `generation.decode`'s loop: a seeded generator per call, so the same seed gives the
+same samples, or one per row (`row_seeds`), so a row's samples do not depend on what else is in the
+batch (pDPO's stages seed per question and path). The decoder calls only the model's own methods
+(`encode_media`, `splice_media`, `get_input_embeddings`, and its forward over `inputs_embeds` with a
+cache), never the language model inside it.
 """
 
 from __future__ import annotations
