@@ -235,8 +235,9 @@ class Decoder:
             self.pinned.append(PinnedPrefix(tuple(ids), m, _media_slice(m, placeholders, None), layers,
                                             torch.ones((1, int(real.sum())), dtype=torch.long, device=real.device)))
 
-    def unpin(self) -> None:
-        self.pinned.clear()
+    def unpin(self, keep: int = 0) -> None:
+        """Free the pins, all but the first `keep` (a caller that pinned on a shared decoder frees its own)."""
+        del self.pinned[keep:]
 
     def _pinned_groups(self, rows: Rows, media: Media,
                        leave: int | Sequence[int]) -> list[tuple[list[int], PinnedPrefix]]:

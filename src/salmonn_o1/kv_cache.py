@@ -244,6 +244,9 @@ def _attend(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     the scores, (N, heads, M, 1)), the second for merging parts. On a CPU, torch's fused kernel."""
     precision = torch.promote_types(queries.dtype, torch.float32)  # merged in float32 at least
     if queries.device.type == "cpu" and _FUSED_CPU is not None:
+        floor = torch.finfo(queries.dtype).min
+        if floor > torch.finfo(bias.dtype).min:  # half precision: float32's floor would round to -inf (NaN rows)
+            bias = bias.clamp(min=floor)
         out, lse = _FUSED_CPU(queries, keys, values, 0.0, False, attn_mask=bias.to(queries.dtype), scale=1.0)
         return out.to(precision), lse.to(precision).unsqueeze(-1)
     scores = torch.matmul(queries, keys.transpose(-1, -2)).to(precision) + bias

@@ -147,3 +147,19 @@ def test_a_model_on_another_attention_copies_prefixes(model, tokenizer):
     finally:
         model.config.text_config._attn_implementation = "sdpa"
     assert kv_cache.enable(model) and model.config.text_config._attn_implementation == kv_cache.ATTENTION
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_stays_finite_and_close(dtype):
+    """A query with nothing visible must not turn NaN in half precision (float32's mask floor rounds to
+    -inf in bfloat16 and float16), and the rest stays within the dtype's rounding of sdpa over copies."""
+    cache, query, sk, sv, keys, values, mask = shared_and_copied([0, 0, 1, 1, 1], prefix=30, suffix=6, q=1, holes=True)
+    for layer in cache.layers:
+        layer.prefix_keys, layer.prefix_values = layer.prefix_keys.to(dtype), layer.prefix_values.to(dtype)
+    got, _ = shared_prefix_attention(MODULE, query.to(dtype), sk.to(dtype), sv.to(dtype), mask,
+                                     scaling=DIM ** -0.5, shared_prefix=cache)
+    want, _ = sdpa_attention_forward(MODULE, query.to(dtype), keys.to(dtype), values.to(dtype), mask,
+                                     scaling=DIM ** -0.5)
+    assert torch.isfinite(got).all()
+    visible = mask.any(dim=-1).view(5, 1)
+    torch.testing.assert_close(got[visible].float(), want[visible].float(), rtol=0.02, atol=0.02)

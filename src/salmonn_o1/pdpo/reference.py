@@ -56,5 +56,5 @@ def shared_prefix_reference_logps(decoder: Decoder, objective: DPOObjective, rec
                 targets = torch.tensor(ids[len(ids) - scored:], device=predicted.device).unsqueeze(-1)
                 out[i]["ref_logps"][side] = float(predicted.gather(-1, targets).sum())
     finally:
-        del decoder.pinned[pinned_before:]  # the caller's own pins stay
+        decoder.unpin(keep=pinned_before)  # the caller's own pins stay
     return out
