@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--questions", type=int, default=6)
     parser.add_argument("--start", type=int, default=900000, help="first AVR-Synth train index (the recipe's)")
-    parser.add_argument("--batch-sizes", default="1,16,32")
+    parser.add_argument("--batch-sizes", default="1,16,64")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--paths", type=int, default=6)
     parser.add_argument("--max-new-tokens", type=int, default=256)
