@@ -319,7 +319,9 @@ class Decoder:
                 group_of_row[i], in_group[i] = g, True
                 rests[i], rest_media[i] = rows[i][len(pin.ids):], pin.suffix_media
         first, unit_of_row = self.repeated_rows(rows, media)
-        unit_leave = [max(n for n, u in zip(leaves, unit_of_row) if u == unit) for unit in range(len(first))]
+        unit_leave = [0] * len(first)  # the most any copy of a unit leaves to its own prefill
+        for n, unit in zip(leaves, unit_of_row):
+            unit_leave[unit] = max(unit_leave[unit], n)
         middle = [max(len(rests[i]) - n, 0) for i, n in zip(first, unit_leave)]
         copies = [unit_of_row.count(u) for u in range(len(first))]
         repeated = sum(m * (c - 1) for m, c in zip(middle, copies)) >= max(self.min_shared_prefix, 1)
@@ -395,6 +397,8 @@ class Decoder:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
         logits = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
                             logits_to_keep=keep, **cache_kwargs(state.cache)).logits
+        if logits.shape[1] == keep:
+            return logits
         # Rows' own parts shorter than `keep` (`need`): the positions the prefix took in are NaN.
         return nn.functional.pad(logits, (0, 0, keep - logits.shape[1], 0), value=float("nan"))
 

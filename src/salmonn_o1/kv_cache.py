@@ -31,6 +31,7 @@ so callers see a cache of the full length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import torch
 from torch import nn
@@ -147,7 +148,7 @@ class Layout:
             prefix += [g] * -(-c // width)
             blocks += -(-c // width)
         order = torch.argsort(group, stable=True)
-        starts = torch.tensor([sum(counts[:g]) for g in range(groups)], device=group.device)
+        starts = torch.tensor([0, *accumulate(counts[:-1])], device=group.device)  # each prefix's first sorted row
         rank = torch.empty_like(group)
         rank[order] = torch.arange(len(group), device=group.device) - starts[group[order]]
         slots = torch.tensor(first_block, device=group.device)[group] * width + rank

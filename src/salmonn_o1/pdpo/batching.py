@@ -12,7 +12,7 @@ The rows' seeds depend on the question and the row only (`folder.question_seed`)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Work = TypeVar("Work")
 
@@ -96,3 +96,27 @@ def length_chunks(lengths: Sequence[int], batch_size: int, waste: float = 0.25) 
     if current:
         chunks.append(current)
     return chunks
+
+
+def tail_calls(decoder, rows: Sequence[Sequence[int]], media_sets: Sequence[Sequence[Any]], need: Sequence[int],
+               batch_size: int) -> Iterator[tuple[list[int], int, list[Any]]]:
+    """Teacher-forced tails of `rows` (row i's last need[i] positions) through `decoder`, for each media
+    set (select scores a path with the real and the perturbed media): what comes before each row's tail
+    is pinned once per media input (when >= `decoder.min_shared_prefix` positions), then the rows go in
+    calls of similar tail length (`length_chunks`). Yields (row indices, keep, [logits (n, keep, V) per
+    media set]); the pins are freed when the calls are done."""
+    heads: dict[tuple, Any] = {}
+    for media in media_sets:
+        for row, m, n in zip(rows, media, need):
+            if len(row) - n >= decoder.min_shared_prefix:
+                heads.setdefault((tuple(row[:len(row) - n]), id(m)), m)
+    pinned_before = len(decoder.pinned)
+    if heads:
+        decoder.pin_prefixes([list(ids) for ids, _ in heads], list(heads.values()))
+    try:
+        for chunk in length_chunks(need, batch_size):
+            keep = max(need[i] for i in chunk)
+            yield chunk, keep, [decoder.tail_logits([rows[i] for i in chunk], [media[i] for i in chunk], keep,
+                                                    [need[i] for i in chunk]) for media in media_sets]
+    finally:
+        decoder.unpin(keep=pinned_before)  # a caller's own pins stay

@@ -18,7 +18,7 @@ import torch
 
 from salmonn_o1.chat import IGNORE_INDEX
 from salmonn_o1.decoding import Decoder
-from salmonn_o1.pdpo.batching import length_chunks
+from salmonn_o1.pdpo.batching import tail_calls
 from salmonn_o1.pdpo.objective import DPOObjective
 from salmonn_o1.pdpo.pairs import as_record, encode_pair
 
@@ -38,23 +38,13 @@ def shared_prefix_reference_logps(decoder: Decoder, objective: DPOObjective, rec
             rows.append((i, side, list(sample.input_ids), scored, sample.media))
         out[i]["ref_logps"] = {}
     media = decoder.encode_media([features for *_, features in rows])
-    # What a pair's two rows share (prompt, video, steps) prefilled once, but the position predicting the
-    # continuation; pins over one prompt share its prefill too (`Decoder.pin_prefixes`).
-    shared = {(tuple(ids[:len(ids) - scored - 1]), id(m)): m for (_, _, ids, scored, _), m in zip(rows, media)
-              if len(ids) - scored > decoder.min_shared_prefix}  # shorter: not worth a prefill of its own
-    pinned_before = len(decoder.pinned)
-    if shared:
-        decoder.pin_prefixes([list(ids) for ids, _ in shared], list(shared.values()))
-    try:
-        for chunk in length_chunks([scored + 1 for _, _, _, scored, _ in rows], max(batch_size, 1)):
-            part = [rows[k] for k in chunk]
-            keep = max(scored for _, _, _, scored, _ in part) + 1  # position t's logits predict token t + 1
-            logits = decoder.tail_logits([ids for _, _, ids, _, _ in part], [media[k] for k in chunk], keep,
-                                         [scored + 1 for _, _, _, scored, _ in part])
-            for row, (i, side, ids, scored, _) in enumerate(part):
-                predicted = logits[row, keep - 1 - scored:keep - 1].float().log_softmax(-1)
-                targets = torch.tensor(ids[len(ids) - scored:], device=predicted.device).unsqueeze(-1)
-                out[i]["ref_logps"][side] = float(predicted.gather(-1, targets).sum())
-    finally:
-        decoder.unpin(keep=pinned_before)  # the caller's own pins stay
+    # What a pair's two rows share (prompt, video, steps) is pinned once, less the position predicting
+    # the continuation (`batching.tail_calls`).
+    for chunk, keep, (logits,) in tail_calls(decoder, [ids for _, _, ids, _, _ in rows], [media],
+                                             [scored + 1 for *_, scored, _ in rows], max(batch_size, 1)):
+        for b, k in enumerate(chunk):  # position t's logits predict token t + 1
+            i, side, ids, scored, _ = rows[k]
+            predicted = logits[b, keep - 1 - scored:keep - 1].float().log_softmax(-1)
+            targets = torch.tensor(ids[len(ids) - scored:], device=predicted.device).unsqueeze(-1)
+            out[i]["ref_logps"][side] = float(predicted.gather(-1, targets).sum())
     return out

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salmonn_o1.decoding import Decoder, ProtocolIds
-from salmonn_o1.pdpo.batching import length_chunks
+from salmonn_o1.pdpo.batching import tail_calls
 from salmonn_o1.processor import MediaFeatures
 
 SELECTIONS = ("contrastive", "all", "random")
@@ -67,32 +67,22 @@ def path_kl_scores(model: nn.Module, rows: list[ScoredPath], pad_id: int) -> lis
     if not rows:
         return []
     decoder = Decoder(model, ProtocolIds(pad_id=pad_id))
-    # Each question's prompt, with each of its media inputs, prefilled once (the last prompt position
-    # predicts the path's first token: it stays with the rows); the rows then go in calls of similar
-    # path lengths (`batching.length_chunks`), so short paths do not pay for long ones.
-    prompts = {(tuple(row.prompt_ids[:-1]), id(m)): m for row in rows for m in (row.real_media, row.perturbed_media)
-               if len(row.prompt_ids) > decoder.min_shared_prefix}  # shorter: not worth a prefill of its own
-    if prompts:
-        decoder.pin_prefixes([list(ids) for ids, _ in prompts], list(prompts.values()))
+    # Each question's prompt is pinned once per media input (its last position predicts the path's
+    # first token: it stays with the rows), and rows of similar path lengths go together.
     scores: list[list[float]] = [[] for _ in rows]
-    try:
-        for chunk in length_chunks([len(row.ids) + 1 for row in rows], len(rows)):
-            part = [rows[i] for i in chunk]
-            tokens = [row.prompt_ids + row.ids for row in part]
-            keep = max(len(row.ids) for row in part) + 1
-            need = [len(row.ids) + 1 for row in part]  # a row's path, and the prompt position predicting it
-            real = decoder.tail_logits(tokens, [row.real_media for row in part], keep, need)
-            perturbed = decoder.tail_logits(tokens, [row.perturbed_media for row in part], keep, need)
-            # (B, keep): position j predicts the token after it. One small host copy per call, not one per step.
-            kl = token_kl(real, perturbed).cpu()
-            del real, perturbed
-            for b, (i, row) in enumerate(zip(chunk, part)):
-                # Assistant token t sits at kept index keep - len(ids) + t; it is predicted one position earlier.
-                offset = keep - len(row.ids) - 1
-                per_token = kl[b, offset:offset + len(row.ids)]
-                scores[i] = [float(per_token[a:z].mean()) if z > a else 0.0 for a, z in row.spans]
-    finally:
-        decoder.unpin()
+    for chunk, keep, (real, perturbed) in tail_calls(
+            decoder, [row.prompt_ids + row.ids for row in rows],
+            [[row.real_media for row in rows], [row.perturbed_media for row in rows]],
+            [len(row.ids) + 1 for row in rows], len(rows)):
+        # (B, keep): position j predicts the token after it. One small host copy per call, not one per step.
+        kl = token_kl(real, perturbed).cpu()
+        del real, perturbed
+        for b, i in enumerate(chunk):
+            row = rows[i]
+            # Assistant token t sits at kept index keep - len(ids) + t; it is predicted one position earlier.
+            offset = keep - len(row.ids) - 1
+            per_token = kl[b, offset:offset + len(row.ids)]
+            scores[i] = [float(per_token[a:z].mean()) if z > a else 0.0 for a, z in row.spans]
     return scores
 
 
