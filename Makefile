@@ -13,12 +13,15 @@ STAMP := $(VENV)/.installed
 # one. PyPI's torchvision is built against the CUDA torch: next to the CPU build its import fails,
 # and transformers, which imports torchvision whenever it is installed, fails with it. Neither
 # lmms-eval's core nor our model uses it, so it is removed where it cannot load (README: lmms-eval).
+# timm (which lmms-eval also requires) then fails to import, and accelerate's CLI imports timm
+# whenever it is installed: `accelerate launch` would fail, so timm goes the same way.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev,ui,lmms]' torch==2.13.0
 	$(PY) -c "import torchvision" 2>/dev/null || $(PY) -m pip uninstall --quiet -y torchvision
+	$(PY) -c "import timm" 2>/dev/null || $(PY) -m pip uninstall --quiet -y timm
 	touch $(STAMP)
 
 venv: $(STAMP)

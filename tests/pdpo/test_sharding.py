@@ -174,6 +174,17 @@ RECIPE = {
 }
 
 
+def test_the_accelerate_command_the_docs_name_starts():
+    """`accelerate launch` (the console command docs/pdpo.md and docs/training.md give) imports timm
+    whenever timm is installed; lmms-eval requires timm, which cannot load once the CPU-only venv has
+    dropped torchvision, so the command failed before it launched anything (the Makefile removes timm
+    too). The tests below go through `accelerate.commands.launch`, which does not import it."""
+    result = subprocess.run([sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--num_processes" in result.stdout
+
+
 def launch_command(arguments: list[str]) -> subprocess.Popen:
     """`accelerate launch -m salmonn_o1 ARGUMENTS` (two CPU processes, gloo) in its own process group,
     so a test can stop it."""
