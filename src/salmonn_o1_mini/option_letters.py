@@ -35,16 +35,23 @@ class OptionLetterObjective(SFTObjective):
         after_option[:, 1:] = input_ids[:, :-1] == self.option_id
         return after_option & (labels != IGNORE_INDEX)
 
+    def weighted_tokens(self, input_ids: torch.Tensor, labels: torch.Tensor) -> list[tuple[str, float, torch.Tensor]]:
+        """(metric name, weight, mask of target tokens) for each term added to the plain loss."""
+        return [("option_letter_loss", self.weight, self.option_letters(input_ids, labels))]
+
     def loss(self, model, batch: dict) -> tuple:
-        if self.weight <= 0:
-            return super().loss(model, batch)
         inputs = {k: v for k, v in batch.items() if k != "num_tokens"}
         labels = inputs.pop("labels")
+        terms = [term for term in self.weighted_tokens(inputs["input_ids"], labels) if term[1] > 0]
+        if not terms:
+            return super().loss(model, batch)
         logits = model(**inputs).logits[:, :-1].float()
         targets = labels[:, 1:]
         per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none")
         plain = per_token.sum() / (targets != IGNORE_INDEX).sum().clamp(min=1)
-        letters = self.option_letters(inputs["input_ids"], labels)[:, 1:]
-        letter_loss = per_token[letters].mean() if letters.any() else plain.new_zeros(())
-        loss = plain + self.weight * letter_loss
-        return loss, {"loss": float(plain.detach()), "option_letter_loss": float(letter_loss.detach())}
+        loss, metrics = plain, {"loss": float(plain.detach())}
+        for name, weight, mask in terms:
+            term = per_token[mask[:, 1:]].mean() if mask[:, 1:].any() else plain.new_zeros(())
+            loss = loss + weight * term
+            metrics[name] = float(term.detach())
+        return loss, metrics
