@@ -9,15 +9,17 @@
     mini-options  the option-letter look-up alone, on short items (recipes/mini-options.yaml)
     mini-letters  back to SFT's items, the option letters weighted (recipes/mini-letters.yaml)
     mini-lookup   the cross-modal steps as look-ups of the frame at a time (recipes/mini-lookup.yaml)
-    mini-checks   counting and glitch detection as checks of looked-up facts (recipes/mini-checks.yaml);
-                  the "reasoning SFT" variant and pDPO's start
+    mini-checks   counting and glitch detection as checks of looked-up facts (recipes/mini-checks.yaml)
+    mini-refine   the check stage's data again at half its learning rate (recipes/mini-refine.yaml)
+    mini-anneal   and again at a quarter of it (recipes/mini-anneal.yaml); the "reasoning SFT"
+                  variant and pDPO's start
     mini-direct   the same data budget trained to answer directly (recipes/mini-direct.yaml)
-    mini-pdpo     pDPO from mini-checks with contrastive step selection (recipes/mini-pdpo.yaml)
+    mini-pdpo     pDPO from mini-anneal with contrastive step selection (recipes/mini-pdpo.yaml)
     mini-pdpo-all, mini-pdpo-random, mini-pdpo-top1
                   the same pDPO with all-steps / random selection, and contrastive selection of
                   one step per path instead of two, on the *same* rollouts (copied, not
                   re-sampled), so the cost table compares selection alone
-    mini-grpo     with --grpo: GRPO from mini-checks on pDPO's questions with pDPO's generation
+    mini-grpo     with --grpo: GRPO from mini-anneal on pDPO's questions with pDPO's generation
                   budget (recipes/mini-grpo.yaml), then docs/results-grpo.md (test and dev)
 
 Every run resumes where it stopped and a finished run (its `final/` exists) is
@@ -60,7 +62,8 @@ SELECTIONS = {
 STRATEGIES = tuple(SELECTIONS)
 # The SFT-engine stages after grounding, in order, each from the one before (recipes/<stage>.yaml);
 # the last is the "reasoning SFT" variant and pDPO's start.
-REASONING_STAGES = ("mini-sft", "mini-options", "mini-letters", "mini-lookup", "mini-checks")
+REASONING_STAGES = ("mini-sft", "mini-options", "mini-letters", "mini-lookup", "mini-checks", "mini-refine",
+                    "mini-anneal")
 
 
 @dataclass

@@ -75,10 +75,13 @@ def write_recipes(folder: Path) -> Path:
     checks = {**letters, "data": {**letters["data"], "sources": [
         curriculum(step_format="checks"), curriculum(families=["cross_modal_counting", "glitch_detection"],
                                                      step_format="checks")]}}
+    refine = {**checks, "optim": {**checks["optim"], "lr": checks["optim"]["lr"] / 2}}
+    anneal = {**checks, "optim": {**checks["optim"], "lr": checks["optim"]["lr"] / 4}}
     recipes = {"mini-perception.yaml": PERCEPTION, "mini-copy.yaml": copying, "mini-text.yaml": text,
                "mini-answer.yaml": answer,
                "mini-ground.yaml": ground, "mini-sft.yaml": SFT, "mini-options.yaml": options,
                "mini-letters.yaml": letters, "mini-lookup.yaml": lookup, "mini-checks.yaml": checks,
+               "mini-refine.yaml": refine, "mini-anneal.yaml": anneal,
                "mini-direct.yaml": direct, "mini-pdpo.yaml": PDPO}
     for name, recipe in recipes.items():
         (folder / name).write_text(yaml.safe_dump(recipe))
@@ -106,20 +109,21 @@ def test_every_variant_is_trained_and_scored(reproduced):
     for variant in results["variants"]:
         assert results["accuracy"][variant["name"]]["overall"]["total"] == 10
     overall = {name: results["accuracy"][name]["overall"]["accuracy"] for name in ("reasoning SFT", "SFT + pDPO")}
-    better = "mini-pdpo" if overall["SFT + pDPO"] >= overall["reasoning SFT"] else "mini-checks"
+    better = "mini-pdpo" if overall["SFT + pDPO"] >= overall["reasoning SFT"] else "mini-anneal"
     assert best == plan.runs / better / "final"
     dev = json.loads((plan.dev_results.parent / "results" / "results.json").read_text())
     assert dev["split"] == "dev" and dev["accuracy"]["SFT + pDPO"]["overall"]["total"] == 10
     assert "cross_modal_counting" in dev["paired"]["SFT + pDPO"]  # per-family pairs
     assert (plan.runs / "results-dev" / "sft---pdpo.jsonl").read_text().count('"avr-dev-') == 10
     assert (plan.results.parent / "results" / "curve-mini-sft.png").exists()
-    assert (plan.results.parent / "results" / "curve-mini-checks.png").exists()
+    assert (plan.results.parent / "results" / "curve-mini-anneal.png").exists()
     for stage, source in (("mini-letters", "mini-options"), ("mini-lookup", "mini-letters"),
-                          ("mini-checks", "mini-lookup")):  # the chain's order
+                          ("mini-checks", "mini-lookup"), ("mini-refine", "mini-checks"),
+                          ("mini-anneal", "mini-refine")):  # the chain's order
         recipe = yaml.safe_load((plan.runs / stage / "recipe.yaml").read_text())
         assert recipe["model"]["source"] == str(plan.runs / source / "final")
     pdpo_recipe = yaml.safe_load((plan.runs / "mini-pdpo" / "recipe.yaml").read_text())
-    assert pdpo_recipe["model"]["source"] == str(plan.runs / "mini-checks" / "final")
+    assert pdpo_recipe["model"]["source"] == str(plan.runs / "mini-anneal" / "final")
 
 
 def test_selections_share_rollouts_and_all_steps_costs_most(reproduced):
@@ -195,7 +199,7 @@ def test_scoring_with_an_explicit_device_and_dtype_matches_the_default_on_a_cpu(
     from salmonn_o1_mini import results
 
     plan, _ = reproduced
-    sft = plan.runs / "mini-checks" / "final"
+    sft = plan.runs / "mini-anneal" / "final"
     results.main(["--variant", f"reasoning SFT={sft}:reasoning", "--n", "10", "--device", "cpu",
                   "--dtype", "float32", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "results.md")])
     mine = (tmp_path / "work" / "reasoning-sft.jsonl").read_text().splitlines()

@@ -20,6 +20,7 @@ from salmonn_o1.train.sft_data import SFTExamples
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 DIGESTS = {
+    "mini-anneal": "436dc44a6a8053ea",  # the check stage's data on other clips, a quarter of its rate (2026-12-05)
     "mini-answer": "25d1731712571f17",
     "mini-checks": "edbcc2b39153752a",  # glitch checks read two frames, early thuds upweighted, 2,400 steps (2026-12-04)
     "mini-copy": "d573d901467af55f",
@@ -28,6 +29,7 @@ DIGESTS = {
     "mini-letters": "34f0e53f8d0fb15e",
     "mini-lookup": "97ed8dd69de0694c",
     "mini-options": "c4aa0beec7b114bc",
+    "mini-refine": "7703853f6096a69f",  # the check stage's data on other clips, half its rate (2026-12-05)
     "mini-sft": "ea602303a84f37ec",
     "mini-text": "b19d08905c238c8e",
     "tiny-sft": "75307142fd911cdf",
