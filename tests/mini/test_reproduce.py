@@ -185,8 +185,8 @@ def test_the_shipped_model_is_the_best_reasoning_model_and_answers(reproduced):
 def test_a_rerun_trains_nothing_again(reproduced):
     plan, best = reproduced
     stamps = {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")}
-    assert len(stamps) == 15  # perception, copy, text, answer, ground, sft, options, letters, lookup, checks, direct,
-    #                           4 pDPO
+    assert len(stamps) == 17  # perception, copy, text, answer, ground, sft, options, letters, lookup, checks,
+    #                           refine, anneal, direct, 4 pDPO
     reproduce_mini(plan)
     assert {p: p.stat().st_mtime_ns for p in plan.runs.glob("*/final/model.safetensors")} == stamps
     assert "(60 of the 60 predictions came from the cache" in plan.results.read_text()  # 6 variants x 10 items
