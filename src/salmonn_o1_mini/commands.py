@@ -19,7 +19,8 @@ def register_reproduce(subparsers: argparse._SubParsersAction) -> None:
         "mini-text.yaml (clip descriptions in words) and mini-answer.yaml, mini-ground.yaml (the media), "
         "mini-sft.yaml, mini-options.yaml and mini-letters.yaml (the option letter), mini-lookup.yaml (look-ups "
         "of the frame at a time), mini-checks.yaml (counting and glitch detection as checks "
-        "of looked-up facts), mini-refine.yaml and mini-anneal.yaml (the same data at half and a quarter of the learning rate), mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps, random and "
+        "of looked-up facts), mini-refine.yaml and mini-anneal.yaml (the same data at half and a quarter "
+        "of the learning rate), mini-direct.yaml and mini-pdpo.yaml (contrastive, all-steps, random and "
         "contrastive one-step-per-path selection on shared rollouts), then scores every variant on held-out "
         "AVR-Synth test items. Each run resumes; finished runs are skipped. Stage speeds on 2 CPU cores: "
         "the notebook (src/salmonn_o1_mini/docs/notebook.md).",

@@ -51,7 +51,8 @@ class OptionLetterObjective(SFTObjective):
         plain = per_token.sum() / (targets != IGNORE_INDEX).sum().clamp(min=1)
         loss, metrics = plain, {"loss": float(plain.detach())}
         for name, weight, mask in terms:
-            term = per_token[mask[:, 1:]].mean() if mask[:, 1:].any() else plain.new_zeros(())
+            shifted = mask[:, 1:]  # aligned with `targets`
+            term = per_token[shifted].mean() if shifted.any() else plain.new_zeros(())
             loss = loss + weight * term
             metrics[name] = float(term.detach())
         return loss, metrics

@@ -2,11 +2,13 @@
 
 In "At 2.5 s the screen shows the blue cross: that makes 1." the read itself is two tokens
 ("blue", "cross") of the step's twenty, and it is what a counting or glitch answer turns on: the
-check SFT writes the beep list right in nine counting answers in ten and follows its own reads
-with its counts, but about one read in five names the wrong shape, so most wrong counts come
-from a read (src/salmonn_o1_mini/docs/notebook.md, "Reads weighted"). Weighting the words after
-" shows" asks the same stage to spend its updates on them, the way the option-letter loss did for
-the letter. A recipe names it in place of the option-letter objective (and keeps that weight):
+check SFT lists the beeps within the asked shape's span right in nine counting answers in ten and
+follows its own reads with its counts, but about one read in five names the wrong shape, so most wrong counts come
+from a read. Weighting the words after " shows" asks the same stage to spend its updates on them,
+the way the option-letter loss did for the letter. Tried once (weight 2, 1,200 steps): the read
+loss did not fall and the model gained less than without the weight, so no recipe of the chain
+uses it (src/salmonn_o1_mini/docs/notebook.md, "Refinement"). A recipe names it in place of the
+option-letter objective (and keeps that weight):
 
     objective: {_component_: salmonn_o1_mini.read_labels.ReadLabelObjective, weight: 1.0, read_weight: 2.0}
 """
