@@ -27,8 +27,6 @@ Its devices, each a switch of the source:
   looked-up facts (a running count at each beep on the asked shape; the thud's time and the
   falling shape's screen reads at the thud and 1.5 s before it),
   `salmonn_o1.data.synthetic.questions.CHECK_STEPS`;
-- `step_format: scan`: the checks, with glitch detection's steps also reading every frame's shape
-  and its x in tenths and calling out a jump (`salmonn_o1.data.synthetic.questions.SCAN_STEPS`);
 - `glitch_kinds: [none, early_sound]`: glitch-detection clips only, of these planted kinds in
   turn ("none": not manipulated), so a rare kind (an early thud is one clip in six) is seen as
   often as the others.
@@ -43,7 +41,7 @@ from salmonn_o1.data.schema import Item
 from salmonn_o1.data.synthetic.dataset import generate_item
 from salmonn_o1.data.synthetic.describe import DESCRIBE_TASK, TEXT_TASK, description_item, text_item_of
 from salmonn_o1.data.synthetic.options import OPTIONS_TASK, option_item
-from salmonn_o1.data.synthetic.questions import CHECK_STEPS, GLITCH_KINDS, LOOKUP_STEPS, SCAN_STEPS
+from salmonn_o1.data.synthetic.questions import CHECK_STEPS, GLITCH_KINDS, LOOKUP_STEPS
 from salmonn_o1.data.synthetic.sft_source import SynthSource
 from salmonn_o1.errors import RecipeError
 from salmonn_o1.processor import MediaFeatures, SalmonnO1Processor
@@ -52,7 +50,7 @@ from salmonn_o1.train.sft_data import STEPS_TARGET
 
 QA_TASK = "qa"
 TASKS = (QA_TASK, DESCRIBE_TASK, TEXT_TASK, OPTIONS_TASK)
-STEP_FORMATS = ("gold", "lookup", "checks", "scan")
+STEP_FORMATS = ("gold", "lookup", "checks")
 NOT_MANIPULATED = "none"
 GLITCH_FAMILY = "glitch_detection"
 
@@ -134,11 +132,9 @@ class CurriculumSource(SynthSource):
             item = option_item(self.split, self.first_index + index)
         else:
             item = self.sample(index).item
-        if self.step_format == "scan" and item.extras.get(SCAN_STEPS):
-            item = replace(item, steps=list(item.extras[SCAN_STEPS]))
-        elif self.step_format in ("checks", "scan") and item.extras.get(CHECK_STEPS):
+        if self.step_format == "checks" and item.extras.get(CHECK_STEPS):
             item = replace(item, steps=list(item.extras[CHECK_STEPS]))
-        elif self.step_format in ("lookup", "checks", "scan") and item.extras.get(LOOKUP_STEPS):
+        elif self.step_format in ("lookup", "checks") and item.extras.get(LOOKUP_STEPS):
             item = replace(item, steps=list(item.extras[LOOKUP_STEPS]))
         if self.first_steps and item.steps:
             item = replace(item, steps=item.steps[:self.first_steps], extras={**item.extras, STEPS_TARGET: True})

@@ -39,13 +39,9 @@ def done_ids(path: Path) -> set[str]:
 
 
 def predict_synthetic(pipe: SalmonnO1Pipeline, split: str, n: int, out: str | Path, reasoning: bool = True,
-                      batch_size: int = 16, max_new_tokens: int = 640, first_index: int = 0,
+                      batch_size: int = 16, max_new_tokens: int = 256, first_index: int = 0,
                       frame_size: int | None = None) -> Path:
-    """Answer items first_index..first_index+n-1 of a split, appending to `out` (resumes by id).
-
-    `max_new_tokens` bounds the reasoning turn: 640 fits the longest gold reasoning of any step
-    format (glitch detection's frame scan, `step_format: scan`, reads every frame of a clip of up
-    to 12 s); a row stops at its own end of turn, so the bound costs only rows that ramble."""
+    """Answer items first_index..first_index+n-1 of a split, appending to `out` (resumes by id)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = done_ids(out)

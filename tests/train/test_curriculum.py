@@ -106,21 +106,6 @@ def test_the_checks_step_format_rewrites_counting_and_glitch_and_keeps_the_other
     assert {"cross_modal_counting", "glitch_detection", "cross_modal_alignment"} <= families
 
 
-def test_the_scan_step_format_rewrites_glitch_detection_and_keeps_the_other_checks(processor):
-    checks = CurriculumSource(processor, split="train", step_format="checks", frame_size=32)
-    scan = CurriculumSource(processor, split="train", step_format="scan", frame_size=32)
-    families = set()
-    for i in range(24):
-        before, rewritten = checks.item(i), scan.item(i)
-        families.add(before.category)
-        if before.category == "glitch_detection":
-            assert rewritten.steps == before.extras["scan_steps"]
-            assert any(" is at x " in step for step in rewritten.steps) or "early" in str(before.extras["glitch"])
-        else:
-            assert rewritten.steps == before.steps
-    assert {"cross_modal_counting", "glitch_detection", "cross_modal_alignment"} <= families
-
-
 def test_a_lookup_example_targets_the_frame_at_the_sound_then_the_letter(processor):
     """recipes/mini-lookup.yaml's fifth clip (a cross-modal alignment question), word for word."""
     item = CurriculumSource(processor, split="train", first_index=650000, step_format="lookup").item(4)

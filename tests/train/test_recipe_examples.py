@@ -21,7 +21,6 @@ from salmonn_o1.train.sft_data import SFTExamples
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 DIGESTS = {
     "mini-anneal": "436dc44a6a8053ea",  # the check stage's data on other clips, a quarter of its rate (2026-12-05)
-    "mini-scan": "bcea7e98abe80967",  # glitch detection with a frame scan: an experiment, not in the chain
     "mini-answer": "25d1731712571f17",
     "mini-checks": "edbcc2b39153752a",  # glitch checks read two frames, early thuds upweighted, 2,400 steps (2026-12-04)
     "mini-copy": "d573d901467af55f",

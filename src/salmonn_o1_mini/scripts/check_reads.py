@@ -8,8 +8,7 @@ counting: the beep list exact, screen steps right at their own time, running cou
 from the model's own reads, the conclusion equal to the last count it wrote and to the true count;
 for glitch detection, per kind of planted glitch: the thud's time right, the frame reads at the thud
 and 1.5 s before it right at the times the model wrote, and verdicts that follow from the model's own
-reads (the falling shape "not on the screen" 1.5 s before exactly when the two reads differ); with
-`step_format: scan`, the frame scan's shape and x reads and the jumps called.
+reads (the falling shape "not on the screen" 1.5 s before exactly when the two reads differ).
 The numbers of salmonn_o1_mini/docs/notebook.md, "Checks", come from this script.
 """
 
@@ -28,7 +27,6 @@ from salmonn_o1_mini.scripts.lookup_reads import steps_of
 
 READ = re.compile(r"At (\d+\.\d) s the screen shows (?:the (\w+ \w+)|nothing)(?:: that makes (\d+))?\.")
 THUD = re.compile(r"The thud plays at (\d+\.\d) s\.")
-SCAN = re.compile(r"At (\d+\.\d) s (?:the (\w+ \w+) is at x (\d\.\d)|the screen shows nothing)\.")
 
 
 def shown_label(timeline, t: float) -> str | None:
@@ -77,25 +75,6 @@ def glitch(counts: Counter, steps: list[str], sample) -> None:
             float(reads[1][1]) == float(reads[0][1]) - THUD_LOOKBACK
         differ = reads[0][2] != reads[1][2]
         counts["verdict follows the own reads"] += ("is not on the screen" in " ".join(steps)) == differ
-    scan(counts, steps, timeline)
-
-
-def scan(counts: Counter, steps: list[str], timeline) -> None:
-    """The frame scan of `step_format: scan`: shape and x reads against the frame at the written
-    time, and whether a called jump follows from the model's own last two reads."""
-    reads = [m for m in map(SCAN.fullmatch, steps) if m]
-    if not reads:
-        return
-    counts["scans"] += 1
-    for m in reads:
-        scene = scene_at(timeline, float(m[1]))
-        counts["scan reads"] += 1
-        counts["scan shape right"] += (f"{scene.colour_at(float(m[1]))} {scene.shape}" if scene else None) == m[2]
-        if scene is not None and m[3] is not None:
-            counts["scan x reads"] += 1
-            counts["scan x within 0.05"] += abs(float(m[3]) - scene.position(float(m[1]))[0]) <= 0.05 + 1e-9
-            counts["scan x within 0.15"] += abs(float(m[3]) - scene.position(float(m[1]))[0]) <= 0.15 + 1e-9
-    counts["jump called"] += "it jumped" in " ".join(steps)
 
 
 def read(rows: list[dict], split: str) -> dict[str, Counter]:

@@ -62,10 +62,6 @@ LOOKUP_STEPS = "lookup_steps"  # extras key: the cross-modal families' steps as 
 # extras key: counting and glitch detection as checks of looked-up facts (`counting_checks`,
 # `glitch_checks`); the other families' look-up steps stay as they are
 CHECK_STEPS = "check_steps"
-# extras key: glitch detection's checks with a scan of every frame's shape and horizontal position
-# (`glitch_scan`); only glitch-detection items have it
-SCAN_STEPS = "scan_steps"
-JUMP_TENTHS = 3  # a shape whose x read (in tenths of the frame) changes this much in one frame jumped
 
 
 def fmt_time(t: float) -> str:
@@ -439,8 +435,7 @@ def glitch_detection(rng: np.random.Generator, config: SynthConfig, target: int)
             ]
         steps.append("So the video is manipulated.")
     return Question(timeline, GLITCH_QUESTION, [], answer, steps,
-                    {"glitch": glitch, CHECK_STEPS: glitch_checks(timeline, drop, anomalies),
-                     SCAN_STEPS: glitch_scan(timeline, drop, anomalies)})
+                    {"glitch": glitch, CHECK_STEPS: glitch_checks(timeline, drop, anomalies)})
 
 
 def glitch_checks(timeline: Timeline, drop: Scene, anomalies: list[tuple[str, Scene, float]]) -> list[str]:
@@ -480,56 +475,6 @@ def glitch_checks(timeline: Timeline, drop: Scene, anomalies: list[tuple[str, Sc
         steps += [f"At {fmt_time(when)} the {scene.label} turns {scene.colour_at(when)} while it is moving.",
                   "A real object does not change colour like that."]
     return steps + ["So the video is manipulated."]
-
-
-def x_read(scene: Scene, t: float) -> str:
-    """The shape's horizontal centre at time t in tenths of the frame width: "x 0.4"."""
-    return f"x {min(max(scene.position(t)[0], 0.0), 1.0):.1f}"
-
-
-def scan_at(timeline: Timeline, t: float) -> str:
-    """The scan's read of one frame, e.g. "At 3.0 s the red square is at x 0.4"."""
-    scene = scene_at(timeline, t)
-    if scene is None:
-        return f"At {fmt_time(t)} the screen shows nothing."
-    return f"At {fmt_time(t)} the {scene.colour_at(t)} {scene.shape} is at {x_read(scene, t)}."
-
-
-def glitch_scan(timeline: Timeline, drop: Scene, anomalies: list[tuple[str, Scene, float]]) -> list[str]:
-    """`glitch_checks` with the jump check the issue's format asks for: after the thud's checks,
-    every frame (one per `GRID` slot: the clips are rendered and read at 2 frames per second) is
-    read as the shape on screen and its x in tenths ("At 3.0 s the red square is
-    at x 0.4."), and a read that names the same shape as the frame before with an x
-    `JUMP_TENTHS` or more tenths away is called out at once ("The red square moved from x 0.7 to
-    x 0.4 in one frame: it jumped.").
-
-    Why x in tenths, frame by frame: a jump shifts a shape 0.3 of the frame sideways, smooth
-    motion covers under 0.2 between frames, so the rule compares two neighbouring reads of one
-    digit each, the frame-at-a-time look-up the miniature model already does plus a position.
-    It sees a jump in about 7 clips in 10 (in the rest the motion hides part of the shift in the
-    rounding) and never in a clip without one; those and colour changes (a shape that turns
-    another colour looks like the next scene at 2 frames per second) keep the gold format's
-    step after the scan. The scan stops at the first jump; an early thud needs no scan.
-    """
-    steps = glitch_checks(timeline, drop, anomalies)
-    if any(kind == "early_sound" for kind, _, _ in anomalies):
-        return steps
-    verdict_at = next(i for i, step in enumerate(steps) if "the thud comes when it lands" in step) + 1
-    steps, tail = steps[:verdict_at], steps[verdict_at:]
-    previous: tuple[str, int] | None = None
-    for slot in range(int(round(timeline.duration / GRID))):
-        t = slot * GRID
-        steps.append(scan_at(timeline, t))
-        scene = scene_at(timeline, t)
-        if scene is None:
-            previous = None
-            continue
-        label, tenths = f"{scene.colour_at(t)} {scene.shape}", round(float(x_read(scene, t)[2:]) * 10)
-        if previous is not None and previous[0] == label and abs(tenths - previous[1]) >= JUMP_TENTHS:
-            return steps + [f"The {label} moved from x {previous[1] / 10:.1f} to x {tenths / 10:.1f} in one "
-                            "frame: it jumped.", "A real object cannot jump like that.", "So the video is manipulated."]
-        previous = (label, tenths)
-    return steps + tail
 
 
 FAMILY_BUILDERS: dict[str, Callable[[np.random.Generator, SynthConfig, int], Question]] = {
