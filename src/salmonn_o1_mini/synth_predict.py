@@ -39,9 +39,14 @@ def done_ids(path: Path) -> set[str]:
 
 
 def predict_synthetic(pipe: SalmonnO1Pipeline, split: str, n: int, out: str | Path, reasoning: bool = True,
-                      batch_size: int = 16, max_new_tokens: int = 256, first_index: int = 0,
+                      batch_size: int = 16, max_new_tokens: int = 512, first_index: int = 0,
                       frame_size: int | None = None) -> Path:
-    """Answer items first_index..first_index+n-1 of a split, appending to `out` (resumes by id)."""
+    """Answer items first_index..first_index+n-1 of a split, appending to `out` (resumes by id).
+
+    `max_new_tokens` bounds the reasoning turn. 512 is what `salmonn-o1 infer` allows by default;
+    the check steps of a counting question with many beeps run past 256 (one gold reasoning in
+    seven), so a lower bound cuts exactly the longest counting answers. A row stops at its own end
+    of turn, so the bound costs only rows that ramble."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = done_ids(out)
